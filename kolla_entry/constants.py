@@ -1,0 +1,17 @@
+"""Default paths and names; chosen in ``cli.py``, never read deep inside the library."""
+
+from __future__ import annotations
+
+DEFAULT_PATCH_GLOB = "/*-patches/*.patch"
+KOLLA_VENV = "/var/lib/kolla/venv"
+KOLLA_SITE_PACKAGES = "/var/lib/kolla/venv/lib/python3/site-packages"
+DEFAULT_STATE_FILE = "/run/kolla-entry/state.json"
+DEFAULT_CONFIG_DIR = "/var/lib/kolla/config_files"
+DEFAULT_STRIP = 1
+# A patch file bigger than this is refused before it is read into memory (issue #8).
+MAX_PATCH_BYTES = 8 * 1024 * 1024
+
+ENV_PATCHES = "KOLLA_ENTRY_PATCHES"
+ENV_TARGET = "KOLLA_ENTRY_TARGET"
+ENV_ON_CONFLICT = "KOLLA_ENTRY_ON_CONFLICT"
+ENV_STATE_FILE = "KOLLA_ENTRY_STATE_FILE"

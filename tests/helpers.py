@@ -1,0 +1,74 @@
+"""Shared test helpers: filesystem trees as values (STYLE.md 9)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Dict, Tuple, Union
+
+TreeValue = Union[bytes, Tuple[bytes, int], "Symlink"]
+
+
+class Symlink(str):
+    """A tree entry that is a symbolic link to the given text."""
+
+
+def make_tree(root: Path, files: Dict[str, TreeValue]) -> Path:
+    """
+    Create files below ``root``: ``{"a/b.py": b"..."}``, ``{"x": (b"...", 0o755)}``,
+    ``{"link": Symlink("target")}``. Parent folders are created. Returns ``root``.
+    """
+    for rel, value in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(value, Symlink):
+            os.symlink(str(value), path)
+        elif isinstance(value, tuple):
+            path.write_bytes(value[0])
+            path.chmod(value[1])
+        else:
+            path.write_bytes(value)
+    return root
+
+
+def read_tree(root: Path) -> Dict[str, object]:
+    """
+    Return every entry below ``root`` (files: ``(bytes, mode)``, links: ``Symlink``,
+    empty folders: ``"<dir>"``), so one equality also catches stray temp files.
+    """
+    tree: Dict[str, object] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        for name in list(dirnames):
+            path = base / name
+            if path.is_symlink():
+                tree[str(path.relative_to(root))] = Symlink(os.readlink(path))
+                dirnames.remove(name)
+            elif not any(path.iterdir()):
+                tree[str(path.relative_to(root))] = "<dir>"
+        for name in filenames:
+            path = base / name
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                tree[rel] = Symlink(os.readlink(path))
+            else:
+                tree[rel] = (path.read_bytes(), stat.S_IMODE(path.lstat().st_mode))
+    return tree
+
+
+def configmap_dir(parent: Path, name: str, files: Dict[str, bytes]) -> Path:
+    """
+    Lay out ``files`` the way the kubelet mounts a ConfigMap at ``parent/name``: the data in a
+    hidden timestamped folder, ``..data`` a symlink to it, and each key a symlink through
+    ``..data``. Returns the mount folder.
+    """
+    mount = parent / name
+    stamp = mount / "..2026_11_25_10_00_00.123456789"
+    stamp.mkdir(parents=True)
+    for key, data in files.items():
+        (stamp / key).write_bytes(data)
+    os.symlink(stamp.name, mount / "..data")
+    for key in files:
+        os.symlink(f"..data/{key}", mount / key)
+    return mount
