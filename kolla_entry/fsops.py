@@ -17,7 +17,10 @@ class FileSystem:
     Real filesystem operations, each named by the seam operation it counts as.
 
     Operation names: ``open``, ``write``, ``fsync``, ``chmod``, ``chown``, ``replace``,
-    ``unlink``, ``mkdir``, ``rename``, ``rmdir``.
+    ``unlink``, ``mkdir``, ``rename``, ``rmdir``, ``link``.
+
+    Paths are relative to ``dir_fd`` when one is given (the transaction works with directory
+    descriptors opened with ``O_NOFOLLOW``, so a swapped-in symlink is never followed).
     """
 
     def _count(self, operation: str, path: str) -> None:
@@ -66,6 +69,12 @@ class FileSystem:
     def rmdir(self, path: str, *, dir_fd: Optional[int] = None) -> None:
         self._count("rmdir", path)
         os.rmdir(path, dir_fd=dir_fd)
+
+    def link(self, src: str, dst: str, *, src_dir_fd: Optional[int] = None,
+             dst_dir_fd: Optional[int] = None) -> None:
+        """Hard-link ``src`` to ``dst`` without following a symlink at ``src`` (backups)."""
+        self._count("link", dst)
+        os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
 
 
 #: The default, real filesystem.

@@ -1,0 +1,174 @@
+"""
+The patch engine's library entry points: :func:`check_patches` and :func:`apply_patches`.
+
+``discover -> parse -> plan (in memory) -> commit -> report/state``. Nothing here prints or exits;
+``cli.py`` and ``runner.py`` call these and map the result to exit codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from kolla_entry.constants import DEFAULT_PATCH_GLOB, DEFAULT_STRIP, MAX_PATCH_BYTES
+from kolla_entry.discover import PatchSource, discover
+from kolla_entry.errors import EnvironmentProblem, WriteFailed
+from kolla_entry.log import get_logger
+from kolla_entry.model import SKIPPED
+from kolla_entry.plan import PatchInput, plan_series
+from kolla_entry.report import PatchReport, SeriesReport
+
+log = get_logger(__name__)
+
+JOURNAL_NAME = "journal.json"
+
+
+@dataclass(frozen=True)
+class PatchRequest:
+    """
+    What to patch and how.
+
+    Args:
+        target: the site-packages folder (already resolved, see ``discover.resolve_target``).
+        patterns: patch globs, in the order given.
+        strip: leading path components to strip (``-p``).
+        fuzz: context lines that may be dropped at a hunk's edges.
+        on_conflict: ``fail`` (nothing written if any patch fails) or ``skip`` (leave those out).
+        state_file: where ``apply_patches`` records what it did, and beside it the crash journal;
+            None records nothing.
+    """
+
+    target: Path
+    patterns: Tuple[str, ...] = (DEFAULT_PATCH_GLOB,)
+    strip: int = DEFAULT_STRIP
+    fuzz: int = 0
+    on_conflict: str = "fail"
+    state_file: Optional[Path] = None
+
+
+def check_patches(request: PatchRequest) -> SeriesReport:
+    """
+    Work out the whole series in memory and report it; write nothing.
+
+    Raises:
+        EnvironmentProblem: the target is missing or a patches folder or file is unreadable.
+    """
+    return _run(request, dry_run=True)
+
+
+def apply_patches(request: PatchRequest) -> SeriesReport:
+    """
+    Work out the series, then commit it all or nothing and record the state file.
+
+    Raises:
+        EnvironmentProblem: the target is missing or a patches folder or file is unreadable.
+    """
+    return _run(request, dry_run=False)
+
+
+def _run(request: PatchRequest, *, dry_run: bool) -> SeriesReport:
+    started = time.monotonic()
+    if not request.target.is_dir():
+        raise EnvironmentProblem("the target site-packages folder does not exist", file=str(request.target))
+    journal = request.state_file.parent / JOURNAL_NAME if request.state_file is not None else None
+    if not dry_run and journal is not None:
+        _recover(request.target, journal)
+    plan = plan_series(
+        [_read(source) for source in discover(request.patterns)],
+        request.target, strip=request.strip, fuzz=request.fuzz,
+        on_conflict=request.on_conflict, dry_run=dry_run,
+    )
+    report = SeriesReport(target=str(request.target), patches=plan.reports, dry_run=dry_run)
+    for patch_report in plan.reports:
+        _log_patch(patch_report)
+    if not dry_run:
+        report = _commit(request, report, plan.changes, journal)
+        if request.state_file is not None:
+            _record(request.state_file, report)
+    log.info("series_done", target=str(request.target), dry_run=dry_run, written=report.written,
+             duration_ms=round((time.monotonic() - started) * 1000, 1), **report.counts())
+    return report
+
+
+def _read(source: PatchSource) -> PatchInput:
+    try:
+        with open(source.path, "rb") as handle:
+            data = handle.read(MAX_PATCH_BYTES + 1)
+    except OSError as err:
+        raise EnvironmentProblem(f"cannot read the patch file: {err.strerror}", patch=source.name) from err
+    if len(data) > MAX_PATCH_BYTES:
+        return PatchInput(source.name, "", b"",
+                          f"the patch file is larger than {MAX_PATCH_BYTES // (1024 * 1024)} MiB; split it "
+                          "into several patches")
+    return PatchInput(source.name, hashlib.sha256(data).hexdigest(), data)
+
+
+def _recover(target: Path, journal: Path) -> None:
+    from kolla_entry.transaction import recover
+
+    done = recover(target, journal)
+    if done:
+        log.warning("journal_recovered", target=str(target), journal=str(journal), action=done)
+
+
+def _commit(request: PatchRequest, report: SeriesReport, changes: Any, journal: Optional[Path]) -> SeriesReport:
+    from dataclasses import replace
+
+    if not changes:
+        return report
+    from kolla_entry import pycache
+    from kolla_entry.transaction import commit
+
+    try:
+        commit(request.target, changes, journal=journal)
+    except WriteFailed as err:
+        log.error("commit_failed", target=str(request.target), operation=err.operation, file=err.file,
+                  reason=err.message, rolled_back=True)
+        return replace(report, error=str(err), error_operation=err.operation)
+    paths = tuple(change.path for change in changes)
+    for path in paths:
+        log.info("file_written", path=path, deleted=not any(c.path == path and c.content is not None
+                                                             for c in changes))
+    removed = pycache.invalidate(request.target, paths)
+    if removed:
+        log.info("pycache_invalidated", files=len(removed))
+    return replace(report, written=True, changed_files=paths)
+
+
+def _log_patch(report: PatchReport) -> None:
+    fields: Dict[str, Any] = {"patch": report.patch, "status": report.status}
+    if report.failed:
+        log.error("patch_" + report.status, file=report.file, hunk=report.hunk, reason=report.reason,
+                  **{k: v for k, v in fields.items() if k != "status"})
+        return
+    if report.status == SKIPPED:
+        log.info("patch_skipped", looked_for=report.file, reason=report.reason, patch=report.patch)
+        return
+    for file_report in report.files:
+        if file_report.status == SKIPPED:
+            log.warning("file_skipped", patch=report.patch, path=file_report.path, reason=file_report.reason)
+            continue
+        for hunk in file_report.hunks:
+            if hunk.offset or hunk.fuzz:
+                log.info("hunk_moved", patch=report.patch, path=file_report.path, hunk=hunk.index,
+                         offset=hunk.offset, fuzz=hunk.fuzz, line=hunk.line)
+    log.info("patch_" + report.status.replace("-", "_"), patch=report.patch, sha256=report.sha256,
+             files=len(report.files))
+
+
+def _record(state_file: Path, report: SeriesReport) -> None:
+    from kolla_entry import state
+
+    state.record(state_file, "patches", {
+        "target": report.target,
+        "written": report.written,
+        "error": report.error,
+        "patches": [
+            {"patch": p.patch, "sha256": p.sha256, "status": p.status, "reason": p.reason,
+             "files": [{"path": f.path, "status": f.status} for f in p.files]}
+            for p in report.patches
+        ],
+    })

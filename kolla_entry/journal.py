@@ -1,0 +1,193 @@
+"""
+The transaction's records and how to undo or finish them, in-process or after a crash.
+
+A commit names every file it will create before it creates it: the temp holding the new
+content, the backup (a hard link, or for a deletion the renamed old file) that keeps the old
+one. The same records drive the in-process rollback and :func:`kolla_entry.transaction.recover`,
+so both paths are exercised by the fault-injection tests.
+
+Every undo step is tolerant: a missing temp or backup means that step never happened.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
+
+from kolla_entry.confine import DirCache, lstat_at
+from kolla_entry.fsops import FileSystem
+
+T = TypeVar("T")
+
+#: Journal states. ``staging``: nothing in the tree replaced yet; ``committing``: replaces may
+#: have happened; ``done``: the new tree is complete and durable, only leftovers remain.
+STAGING = "staging"
+COMMITTING = "committing"
+DONE = "done"
+JOURNAL_VERSION = 1
+
+MODIFY = "modify"
+CREATE = "create"
+DELETE = "delete"
+
+
+class StepError(Exception):
+    """An ``OSError`` from one seam operation, with the operation and relative path named."""
+
+    def __init__(self, operation: str, rel: str, error: OSError) -> None:
+        super().__init__(f"{operation} {rel}: {error.strerror or error}")
+        self.operation = operation
+        self.rel = rel
+        self.error = error
+
+
+def step(operation: str, rel: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """
+    Run one seam operation, turning its ``OSError`` into :class:`StepError`.
+
+    Raises:
+        StepError: the operation failed.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except OSError as err:
+        raise StepError(operation, rel, err) from err
+
+
+@dataclass
+class Record:
+    """
+    One file of a commit, as the journal stores it (mutable while the commit runs).
+
+    Args:
+        rel: the path as the caller named it (for messages).
+        dirs: the physical folders below the root (no symlinks).
+        name: the file name in ``dirs``.
+        kind: ``modify``, ``create`` or ``delete``.
+        temp: the name of the temp holding the new content (None for a deletion).
+        backup: the name that keeps the old file (None for a creation).
+        temp_ino: the inode of the staged temp once it exists, so a crash recovery only
+            removes a created file that is really ours.
+    """
+
+    rel: str
+    dirs: Tuple[str, ...]
+    name: str
+    kind: str
+    temp: Optional[str]
+    backup: Optional[str]
+    temp_ino: Optional[int] = None
+
+    def to_json(self) -> Dict[str, Any]:
+        """The record as a JSON object."""
+        return {"rel": self.rel, "dirs": list(self.dirs), "name": self.name, "kind": self.kind,
+                "temp": self.temp, "backup": self.backup, "temp_ino": self.temp_ino}
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> Record:
+        """Read a record back from :meth:`to_json`."""
+        return cls(str(data["rel"]), tuple(str(d) for d in data["dirs"]), str(data["name"]),
+                   str(data["kind"]), data["temp"], data["backup"], data["temp_ino"])
+
+
+def journal_document(root: str, state: str, records: Iterable[Record],
+                     created: Iterable[Tuple[str, ...]]) -> Dict[str, Any]:
+    """Build the journal's JSON document."""
+    return {"version": JOURNAL_VERSION, "root": root, "state": state,
+            "records": [r.to_json() for r in records], "created": [list(c) for c in created]}
+
+
+class Undo:
+    """
+    Undo or finish a commit from its records, collecting problems instead of stopping at one.
+
+    Args:
+        cache: open folders below the root.
+        fs: the filesystem seam.
+    """
+
+    def __init__(self, cache: DirCache, fs: FileSystem) -> None:
+        self.cache = cache
+        self.fs = fs
+        self.problems: List[StepError] = []
+        self.touched: Dict[Tuple[str, ...], str] = {}
+
+    def _try(self, operation: str, rel: str, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        try:
+            step(operation, rel, fn, *args, **kwargs)
+        except StepError as err:
+            if err.error.errno != errno.ENOENT:
+                self.problems.append(err)
+
+    def _dir(self, record: Record) -> Optional[int]:
+        try:
+            fd = self.cache.get(record.dirs)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            self.problems.append(StepError("open", record.rel, err))
+            return None
+        self.touched[record.dirs] = record.rel
+        return fd
+
+    def roll_back(self, records: List[Record], created: List[Tuple[str, ...]]) -> None:
+        """Put every old file back, remove new files, temps and created folders."""
+        for record in reversed(records):
+            fd = self._dir(record)
+            if fd is not None:
+                self._restore(record, fd)
+                self._drop(record.temp, record, fd)
+        for dirs in reversed(created):
+            self.cache.forget(dirs)
+            parent = self._dir(Record("/".join(dirs), dirs[:-1], dirs[-1], CREATE, None, None))
+            if parent is not None:
+                self._rmdir(dirs, parent)
+        self.sync()
+
+    def finish(self, records: List[Record]) -> None:
+        """After the point of no return: remove backups and temps, keep the new tree."""
+        for record in records:
+            fd = self._dir(record)
+            if fd is not None:
+                self._drop(record.backup, record, fd)
+                self._drop(record.temp, record, fd)
+
+    def _restore(self, record: Record, fd: int) -> None:
+        current = lstat_at(fd, record.name)
+        if record.kind == CREATE:
+            if current is not None and record.temp_ino is not None and current.st_ino == record.temp_ino:
+                self._try("unlink", record.rel, self.fs.unlink, record.name, dir_fd=fd)
+            return
+        backup = lstat_at(fd, record.backup) if record.backup else None
+        if backup is None or record.backup is None:
+            return
+        if current is not None and current.st_ino == backup.st_ino:
+            # Not replaced yet: the backup is a second link to the file still in place.
+            self._try("unlink", record.rel, self.fs.unlink, record.backup, dir_fd=fd)
+        else:
+            self._try("rename", record.rel, self.fs.rename, record.backup, record.name,
+                      src_dir_fd=fd, dst_dir_fd=fd)
+
+    def _drop(self, name: Optional[str], record: Record, fd: int) -> None:
+        if name is not None and lstat_at(fd, name) is not None:
+            self._try("unlink", record.rel, self.fs.unlink, name, dir_fd=fd)
+
+    def _rmdir(self, dirs: Tuple[str, ...], parent: int) -> None:
+        rel = "/".join(dirs)
+        try:
+            step("rmdir", rel, self.fs.rmdir, dirs[-1], dir_fd=parent)
+        except StepError as err:
+            # A created folder someone else filled is left in place, not an error of ours.
+            if err.error.errno not in (errno.ENOENT, errno.ENOTEMPTY):
+                self.problems.append(err)
+
+    def sync(self) -> None:
+        """Make the undo durable: fsync every folder touched (problems are collected)."""
+        for dirs, rel in self.touched.items():
+            try:
+                fd = self.cache.get(dirs)
+            except OSError:
+                continue
+            self._try("fsync", rel, self.fs.fsync, fd, rel)

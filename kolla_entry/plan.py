@@ -1,0 +1,399 @@
+"""
+Working out a patch series in memory: relevance, strip, confinement, matching, compile check.
+
+Nothing here writes. Reads of the target go through ``confine.read_target``; each patch sees the
+results of the earlier ones through an in-memory overlay (:class:`Overlay`). The result is a
+value: one report per patch and the net file changes of the whole series.
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from kolla_entry import confine, match, parse
+from kolla_entry.errors import PatchConflict, PatchInvalid, PatchRefused
+from kolla_entry.model import (
+    ALREADY_APPLIED,
+    APPLICABLE,
+    APPLIED,
+    CONFLICT,
+    COPY,
+    CREATE,
+    DELETE,
+    INVALID,
+    RENAME,
+    SKIPPED,
+    FilePatch,
+    FileResult,
+    Hunk,
+    HunkResult,
+)
+from kolla_entry.report import FileReport, PatchReport
+from kolla_entry.transaction import FileChange
+
+_NEW_FILE_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class FileState:
+    """A regular file's content and permission bits."""
+
+    content: bytes
+    mode: int
+
+
+@dataclass(frozen=True)
+class PatchInput:
+    """
+    One patch file as read: its name, sha256 and bytes, or why it could not be used (``error``).
+    """
+
+    name: str
+    sha256: str
+    data: bytes
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SeriesPlan:
+    """The reports of every patch, in order, and the net changes to commit (maybe none)."""
+
+    reports: Tuple[PatchReport, ...]
+    changes: Tuple[FileChange, ...]
+
+
+class Overlay:
+    """
+    The target as the earlier patches of the series leave it, kept in memory.
+
+    Only the files patches name are ever read: the cost follows the patches, not site-packages.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._original: Dict[str, Optional[FileState]] = {}
+        self._current: Dict[str, Optional[FileState]] = {}
+
+    def get(self, rel: str) -> Optional[FileState]:
+        """The file's state now (after the earlier patches), None if absent."""
+        if rel in self._current:
+            return self._current[rel]
+        if rel not in self._original:
+            found = confine.read_target(self.root, rel)
+            self._original[rel] = None if found is None else FileState(found.content, stat.S_IMODE(found.mode))
+        return self._original[rel]
+
+    def top_level_exists(self, rel: str) -> bool:
+        """Whether the first folder (or file) of ``rel`` is installed in the target."""
+        top = rel.split("/", 1)[0]
+        if any(path.split("/", 1)[0] == top and state is not None for path, state in self._current.items()):
+            return True
+        return confine.top_level_exists(self.root, rel)
+
+    def update(self, writes: Dict[str, Optional[FileState]]) -> None:
+        """Make a patch's writes visible to the patches after it."""
+        for rel in writes:
+            self.get(rel)
+        self._current.update(writes)
+
+    def net_changes(self) -> Tuple[FileChange, ...]:
+        """What differs from the target on disk, as changes for the transaction."""
+        changes = []
+        for rel, state in self._current.items():
+            if state == self._original.get(rel):
+                continue
+            if state is None:
+                changes.append(FileChange(path=rel, content=None, mode=None))
+            else:
+                changes.append(FileChange(path=rel, content=state.content, mode=state.mode))
+        return tuple(sorted(changes, key=lambda change: change.path))
+
+
+class _PatchWork:
+    """Reads and writes of one patch, layered over the series overlay until the patch succeeds."""
+
+    def __init__(self, overlay: Overlay) -> None:
+        self.overlay = overlay
+        self.writes: Dict[str, Optional[FileState]] = {}
+
+    def get(self, rel: str) -> Optional[FileState]:
+        if rel in self.writes:
+            return self.writes[rel]
+        return self.overlay.get(rel)
+
+    def put(self, rel: str, state: Optional[FileState]) -> None:
+        self.writes[rel] = state
+
+
+def plan_series(
+    patches: Sequence[PatchInput],
+    root: Path,
+    *,
+    strip: int,
+    fuzz: int,
+    on_conflict: str,
+    dry_run: bool,
+) -> SeriesPlan:
+    """
+    Work out a series of patches, in order, in memory.
+
+    Args:
+        patches: the patch files, in application order.
+        root: the target site-packages.
+        strip: leading components to strip from patch paths.
+        fuzz: context lines a hunk may drop at its edges.
+        on_conflict: ``fail``: any failed patch means no changes at all; ``skip``: failed
+            patches are left out and the rest is kept.
+        dry_run: report ``applicable`` instead of ``applied``.
+
+    Returns:
+        The reports and the net changes (empty when nothing is to be written).
+    """
+    overlay = Overlay(root)
+    reports: List[PatchReport] = []
+    for item in patches:
+        if item.error:
+            reports.append(PatchReport(patch=item.name, status=INVALID, sha256=item.sha256, reason=item.error))
+            continue
+        report, writes = plan_patch(item.name, item.sha256, item.data, overlay, strip=strip, fuzz=fuzz)
+        if not report.failed:
+            overlay.update(writes)
+        reports.append(report)
+    if on_conflict == "fail" and any(report.failed for report in reports):
+        return SeriesPlan(tuple(_as_applicable(r) for r in reports), ())
+    if dry_run:
+        return SeriesPlan(tuple(_as_applicable(r) for r in reports), overlay.net_changes())
+    return SeriesPlan(tuple(reports), overlay.net_changes())
+
+
+def _as_applicable(report: PatchReport) -> PatchReport:
+    if report.status != APPLIED:
+        return report
+    files = tuple(replace(f, status=APPLICABLE) if f.status == APPLIED else f for f in report.files)
+    return replace(report, status=APPLICABLE, files=files)
+
+
+def plan_patch(
+    name: str, sha256: str, data: bytes, overlay: Overlay, *, strip: int, fuzz: int
+) -> Tuple[PatchReport, Dict[str, Optional[FileState]]]:
+    """
+    Work out one patch against the overlay.
+
+    Returns:
+        The patch's report and, when it applies, the file states it writes.
+    """
+    try:
+        patch = parse.parse_patch(data, name=name)
+        paths = [_target_paths(fp, strip) for fp in patch.files]
+    except (PatchInvalid, PatchRefused) as err:
+        return _failed(name, sha256, err), {}
+    try:
+        first = _relevance_path(patch.files[0], paths[0])
+        if not _is_relevant(patch.files[0], first, overlay):
+            reason = f"{first} does not exist in the target: the patch belongs to another image"
+            return PatchReport(patch=name, status=SKIPPED, sha256=sha256, reason=reason, file=first), {}
+        work = _PatchWork(overlay)
+        files = [_plan_file(fp, old, new, work, fuzz) for fp, (old, new) in zip(patch.files, paths)]
+        _check_compiles(work)
+    except (PatchInvalid, PatchRefused, PatchConflict) as err:
+        return _failed(name, sha256, err), {}
+    return _patch_report(name, sha256, files), work.writes
+
+
+def _failed(name: str, sha256: str, err: PatchInvalid | PatchRefused | PatchConflict) -> PatchReport:
+    files: Tuple[FileReport, ...] = ()
+    if err.file is not None:
+        files = (FileReport(path=err.file, status=err.status, reason=err.message,
+                            hunks=getattr(err, "hunks", ())),)
+    return PatchReport(patch=name, status=err.status, sha256=sha256, reason=err.message, files=files,
+                       hunk=err.hunk, file=err.file)
+
+
+def _target_paths(fp: FilePatch, strip: int) -> Tuple[Optional[str], Optional[str]]:
+    return _strip_one(fp.old_path, strip, fp), _strip_one(fp.new_path, strip, fp)
+
+
+def _strip_one(path: Optional[str], strip: int, fp: FilePatch) -> Optional[str]:
+    if path is None:
+        return None
+    stripped = parse.strip_path(path, strip)
+    if stripped is None:
+        raise PatchInvalid(
+            f"the path has fewer than {strip + 1} components, so --strip {strip} leaves nothing; "
+            "make the patch from site-packages with a/ b/ prefixes or change --strip",
+            file=path,
+        )
+    return confine.validate_relpath(stripped)
+
+
+def _relevance_path(fp: FilePatch, paths: Tuple[Optional[str], Optional[str]]) -> str:
+    old, new = paths
+    chosen = new if fp.kind == CREATE else old
+    assert chosen is not None
+    return chosen
+
+
+def _is_relevant(fp: FilePatch, first: str, overlay: Overlay) -> bool:
+    # The seed's rule: a patch whose first file is not in this image belongs to another service.
+    # A patch that starts by creating a file counts when that file's package is installed.
+    if overlay.get(first) is not None:
+        return True
+    if fp.kind == CREATE:
+        return overlay.top_level_exists(first)
+    return False
+
+
+def _plan_file(
+    fp: FilePatch, old: Optional[str], new: Optional[str], work: _PatchWork, fuzz: int
+) -> FileReport:
+    shown = new if fp.kind == CREATE else old
+    assert shown is not None
+    if not work.overlay.top_level_exists(shown):
+        return FileReport(path=shown, status=SKIPPED,
+                          reason=f"{shown.split('/', 1)[0]} is not installed in the target")
+    if fp.kind == CREATE:
+        assert new is not None
+        return _plan_create(fp, new, work)
+    assert old is not None
+    if fp.kind == DELETE:
+        return _plan_delete(fp, old, work, fuzz)
+    if fp.kind in (RENAME, COPY):
+        assert new is not None
+        return _plan_move(fp, old, new, work, fuzz)
+    return _plan_modify(fp, old, work, fuzz)
+
+
+def _new_side(hunks: Sequence[Hunk]) -> bytes:
+    return b"".join(line.text + (b"\n" if line.newline else b"") for h in hunks for line in h.new_lines)
+
+
+def _mode_bits(mode: Optional[int], default: int) -> int:
+    return default if mode is None else stat.S_IMODE(mode)
+
+
+def _plan_create(fp: FilePatch, rel: str, work: _PatchWork) -> FileReport:
+    content = _new_side(fp.hunks)
+    mode = _mode_bits(fp.new_mode, _NEW_FILE_MODE)
+    current = work.get(rel)
+    if current is not None:
+        if current.content == content:
+            return FileReport(path=rel, status=ALREADY_APPLIED)
+        raise PatchConflict("the patch creates this file but a different one is already there", file=rel)
+    work.put(rel, FileState(content, mode))
+    return FileReport(path=rel, status=APPLIED, operation="create",
+                      hunks=tuple(HunkResult(index=h.index, status=APPLIED, line=1) for h in fp.hunks))
+
+
+def _plan_delete(fp: FilePatch, rel: str, work: _PatchWork, fuzz: int) -> FileReport:
+    current = work.get(rel)
+    if current is None:
+        return FileReport(path=rel, status=ALREADY_APPLIED, operation="delete")
+    result = _match(fp, rel, current.content, fuzz)
+    if result.status != APPLIED or result.content:
+        raise PatchConflict("the patch deletes this file but its content differs from the patch's",
+                            file=rel, hunk=_first_bad_hunk(result))
+    work.put(rel, None)
+    return FileReport(path=rel, status=APPLIED, operation="delete", hunks=result.hunks)
+
+
+def _plan_move(fp: FilePatch, old: str, new: str, work: _PatchWork, fuzz: int) -> FileReport:
+    source, dest = work.get(old), work.get(new)
+    operation = "rename" if fp.kind == RENAME else "copy"
+    if dest is not None and (source is None or fp.kind == COPY):
+        # Already done when the destination holds the patched content.
+        result = _match(fp, new, dest.content, fuzz) if fp.hunks else None
+        if result is None or result.status == ALREADY_APPLIED:
+            return FileReport(path=new, status=ALREADY_APPLIED, operation=operation,
+                              hunks=() if result is None else result.hunks)
+    if source is None or dest is not None:
+        why = "its source is missing" if source is None else "its destination already exists"
+        raise PatchConflict(f"cannot {operation} {old} to {new}: {why}", file=old)
+    result = _match(fp, old, source.content, fuzz) if fp.hunks else None
+    if result is not None and result.status != APPLIED:
+        raise PatchConflict(f"the {operation}d file does not match the patch", file=old,
+                            hunk=_first_bad_hunk(result))
+    content = source.content if result is None or result.content is None else result.content
+    work.put(new, FileState(content, _mode_bits(fp.new_mode, source.mode)))
+    if fp.kind == RENAME:
+        work.put(old, None)
+    return FileReport(path=new, status=APPLIED, operation=operation,
+                      hunks=() if result is None else result.hunks)
+
+
+def _plan_modify(fp: FilePatch, rel: str, work: _PatchWork, fuzz: int) -> FileReport:
+    current = work.get(rel)
+    if current is None:
+        raise PatchConflict("the file is missing, although its package is installed: the patch does not "
+                            "fit this image's version", file=rel)
+    new_mode = _mode_bits(fp.new_mode, current.mode)
+    if not fp.hunks:
+        status = ALREADY_APPLIED if new_mode == current.mode else APPLIED
+        work.put(rel, FileState(current.content, new_mode))
+        return FileReport(path=rel, status=status, operation="mode")
+    result = _match(fp, rel, current.content, fuzz)
+    if result.status == CONFLICT:
+        raise _hunk_conflict(rel, result)
+    if result.status == ALREADY_APPLIED and new_mode == current.mode:
+        return FileReport(path=rel, status=ALREADY_APPLIED, hunks=result.hunks)
+    assert result.content is not None
+    work.put(rel, FileState(result.content, new_mode))
+    return FileReport(path=rel, status=APPLIED, operation="modify", hunks=result.hunks)
+
+
+def _match(fp: FilePatch, rel: str, content: bytes, fuzz: int) -> FileResult:
+    return match.apply_hunks(content, fp.hunks, fuzz=fuzz)
+
+
+def _first_bad_hunk(result: FileResult) -> Optional[int]:
+    for hunk in result.hunks:
+        if hunk.status == CONFLICT:
+            return hunk.index
+    return None
+
+
+class _HunkConflict(PatchConflict):
+    """A conflict that carries the per-hunk results, for the report."""
+
+    def __init__(self, message: str, *, file: str, hunk: Optional[int],
+                 hunks: Tuple[HunkResult, ...]) -> None:
+        super().__init__(message, file=file, hunk=hunk)
+        self.hunks = hunks
+
+
+def _hunk_conflict(rel: str, result: FileResult) -> PatchConflict:
+    bad = _first_bad_hunk(result)
+    reason = result.reason
+    if bad is not None:
+        reason = next(h.reason for h in result.hunks if h.index == bad) or reason
+    return _HunkConflict(reason or "the patch does not fit this file", file=rel, hunk=bad, hunks=result.hunks)
+
+
+def _check_compiles(work: _PatchWork) -> None:
+    # A hot-fix that leaves a module unimportable must never reach a running service.
+    for rel, state in work.writes.items():
+        if state is None or not rel.endswith(".py"):
+            continue
+        try:
+            compile(state.content, rel, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as err:
+            line = getattr(err, "lineno", None)
+            where = f" at line {line}" if line else ""
+            msg = getattr(err, "msg", str(err))
+            raise PatchConflict(f"the patched file would not compile{where}: {msg}; nothing was written",
+                                file=rel) from err
+
+
+def _patch_report(name: str, sha256: str, files: List[FileReport]) -> PatchReport:
+    relevant = [f for f in files if f.status != SKIPPED]
+    done = [f for f in relevant if f.status == ALREADY_APPLIED]
+    todo = [f for f in relevant if f.status == APPLIED]
+    if done and todo:
+        reason = (f"partly applied: {done[0].path} already has its changes but {todo[0].path} does not; "
+                  "restore the files or fix the patch")
+        return PatchReport(patch=name, status=CONFLICT, sha256=sha256, reason=reason, files=tuple(files),
+                           file=todo[0].path)
+    status = APPLIED if todo else ALREADY_APPLIED
+    return PatchReport(patch=name, status=status, sha256=sha256, files=tuple(files))
