@@ -17,6 +17,7 @@
 #   ENGINE          container CLI, default podman (with runc, cgroupfs and images/test/containers.conf)
 #   PIP             pip used to fetch wheels on the host, default .venv/bin/pip
 #   CONSTRAINTS_keystone   constraints file, default examples/keystone/constraints.txt
+#   PYC_INVALIDATION_MODE  passed to the service Dockerfiles (timestamp, checked-hash, unchecked-hash)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -117,19 +118,32 @@ build_base() {
     local ctx
     ctx="$(base_context)"
     say "building $IMAGE_PREFIX-base:$IMAGE_TAG from $base"
-    engine build --ulimit "nofile=$NOFILE:$NOFILE" --build-arg "BASE=$base" \
-        -f "$ROOT/Dockerfile.base" -t "$IMAGE_PREFIX-base:$IMAGE_TAG" "$ctx" >"$WORK/build-base.log" 2>&1 \
-        || { tail -30 "$WORK/build-base.log" >&2; exit 2; }
+    image_build "$IMAGE_PREFIX-base:$IMAGE_TAG" "$WORK/build-base.log" \
+        --build-arg "BASE=$base" -f "$ROOT/Dockerfile.base" "$ctx"
 }
 
 build_service() {
     local service="$1" ctx
     ctx="$(service_context "$service")"
     say "building $IMAGE_PREFIX-$service:$IMAGE_TAG"
-    engine build --ulimit "nofile=$NOFILE:$NOFILE" \
-        --build-arg "BASE_IMAGE=$IMAGE_PREFIX-base:$IMAGE_TAG" \
-        -f "$ctx/Dockerfile" -t "$IMAGE_PREFIX-$service:$IMAGE_TAG" "$ctx" >"$WORK/build-$service.log" 2>&1 \
-        || { tail -30 "$WORK/build-$service.log" >&2; exit 2; }
+    local args=(--build-arg "BASE_IMAGE=$IMAGE_PREFIX-base:$IMAGE_TAG")
+    [ -z "${PYC_INVALIDATION_MODE:-}" ] || args+=(--build-arg "PYC_INVALIDATION_MODE=$PYC_INVALIDATION_MODE")
+    image_build "$IMAGE_PREFIX-$service:$IMAGE_TAG" "$WORK/build-$service.log" \
+        "${args[@]}" -f "$ctx/Dockerfile" "$ctx"
+}
+
+# image_build TAG LOG BUILD-ARGS...: build, then drop the image TAG pointed to before (with its untagged
+# parent layers) so repeated local runs do not pile up storage; the layer cache of the new image stays.
+image_build() {
+    local tag="$1" log="$2" old new
+    shift 2
+    old="$(engine image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)"
+    engine build --ulimit "nofile=$NOFILE:$NOFILE" -t "$tag" "$@" >"$log" 2>&1 \
+        || { tail -30 "$log" >&2; exit 2; }
+    new="$(engine image inspect --format '{{.Id}}' "$tag")"
+    if [ -n "$old" ] && [ "$old" != "$new" ]; then
+        engine rmi "$old" >/dev/null 2>&1 || true
+    fi
 }
 
 main() {

@@ -104,6 +104,32 @@ def apply_patches_command(patches: Sequence[str], target: Optional[str], strip: 
     _finish_series(report, as_json)
 
 
+@cli.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@patch_options
+@click.option("--on-conflict", type=click.Choice(["fail", "skip"]), default=None,
+              help="fail (default): refuse to start if any patch fails. Env KOLLA_ENTRY_ON_CONFLICT.")
+@click.option("--state-file", default=None,
+              help=f"Where to record what was done. Env KOLLA_ENTRY_STATE_FILE. Default {DEFAULT_STATE_FILE}.")
+@click.option("--config", "config_path", default=None, metavar="PATH",
+              help="The Kolla config.json/config.yaml. Default /var/lib/kolla/config_files/config.{yaml,json}.")
+@click.option("--user", default=None, help="Run the service as this user (overrides the config's \"user\").")
+@click.option("--configured-marker", default=None, hidden=True, help="The COPY_ONCE marker file (tests).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run_command(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int, on_conflict: Optional[str],
+                state_file: Optional[str], config_path: Optional[str], user: Optional[str],
+                configured_marker: Optional[str], command: Sequence[str]) -> None:
+    """Apply patches, put config files in place, drop privileges and exec the service."""
+    from kolla_entry.runner import DEFAULT_CONFIGURED_MARKER, RunRequest, run
+
+    request = RunRequest(
+        command=tuple(command), config=Path(config_path) if config_path else None, user=user,
+        patterns=tuple(patches), target=target, strip=strip, fuzz=fuzz, on_conflict=on_conflict,
+        state_file=Path(state_file) if state_file else None, environ=os.environ,
+        configured_marker=Path(configured_marker or DEFAULT_CONFIGURED_MARKER),
+    )
+    sys.exit(run(request))
+
+
 def _finish_series(report: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

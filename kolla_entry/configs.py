@@ -26,7 +26,8 @@ import pwd
 import re
 import stat
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Set, Tuple
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple, TypeVar
 
 from kolla_entry import fsops
 from kolla_entry.config import ConfigFileEntry, Owner, PathEntry, PermissionEntry, ServiceConfig
@@ -35,6 +36,7 @@ from kolla_entry.log import get_logger
 from kolla_entry.render import FileReader, read_secret_file, render
 
 log = get_logger(__name__)
+_T = TypeVar("_T")
 
 #: uid and gid of each owner named in the config.
 OwnerIds = Mapping[Owner, Tuple[int, int]]
@@ -166,6 +168,9 @@ def make_directory(entry: PathEntry, ids: OwnerIds, fs: fsops.FileSystem = fsops
     Raises:
         ConfigError: something that is not a folder is in the way (a symlink included).
     """
+    if os.path.islink(entry.path):
+        raise ConfigError("a symlink is at this path; it is never followed", entry=f"{entry.entry}.path",
+                          file=entry.path)
     _make_dirs(entry.path, entry.entry, fs)
     uid, gid = ids[entry.owner]
     _set_props(entry.path, _Props(uid, gid, dir_mode(entry.perm), str(entry.owner)), entry.entry, fs)
@@ -345,20 +350,24 @@ def write_config_file(path: str, content: bytes, mode: int, uid: int, gid: int, 
     """
     from kolla_entry.transaction import atomic_write_file
 
-    atomic_write_file(path, content, mode=mode, uid=uid, gid=gid, fs=fs)
+    atomic_write_file(Path(path), content, mode=mode, uid=uid, gid=gid, fs=fs)
 
 
 def _make_dirs(path: str, entry: str, fs: fsops.FileSystem) -> None:
-    """``mkdir -p`` through the seam; parents get 0755 and our own owner, as in Kolla."""
+    """``mkdir -p`` through the seam; created folders get 0755 and our own owner, as in Kolla."""
     missing: List[str] = []
     current = path
     while not os.path.lexists(current):
         missing.append(current)
         current = os.path.dirname(current)
-    if not os.path.isdir(current) or os.path.islink(current) and current == path:
-        raise ConfigError("not a folder (or a symlink, which is never followed)", entry=entry, file=current)
+    if not os.path.isdir(current):
+        raise ConfigError("not a folder", entry=entry, file=current)
     for folder in reversed(missing):
-        _os_call(lambda folder=folder: fs.mkdir(folder, _DIR_MODE_PARENTS), "mkdir", folder, entry)  # type: ignore[misc]
+        _mkdir(folder, entry, fs)
+
+
+def _mkdir(folder: str, entry: str, fs: fsops.FileSystem) -> None:
+    _os_call(lambda: fs.mkdir(folder, _DIR_MODE_PARENTS), "mkdir", folder, entry)
 
 
 def _refuse_non_file(path: str, entry: str) -> None:
@@ -375,17 +384,17 @@ def _set_props(path: str, props: _Props, entry: str, fs: fsops.FileSystem) -> No
         st = os.fstat(fd)
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             return
-        if (st.st_uid, st.st_gid) != (props.uid, props.gid):
+        chown = (st.st_uid, st.st_gid) != (props.uid, props.gid)
+        if chown:
             _os_call(lambda: fs.fchown(fd, props.uid, props.gid, path), "chown", path, entry)
-        # After the chown: chown clears set-id bits, so the mode goes last.
-        if props.mode >= 0 and stat.S_IMODE(st.st_mode) != props.mode or (st.st_mode & 0o6000):
-            if props.mode >= 0:
-                _os_call(lambda: fs.fchmod(fd, props.mode, path), "chmod", path, entry)
+        # After the chown, which clears set-id bits: so the mode is set again after any chown.
+        if props.mode >= 0 and (chown or stat.S_IMODE(st.st_mode) != props.mode):
+            _os_call(lambda: fs.fchmod(fd, props.mode, path), "chmod", path, entry)
     finally:
         os.close(fd)
 
 
-def _os_call(call: "Callable[[], _T]", operation: str, path: str, entry: str) -> "_T":
+def _os_call(call: Callable[[], _T], operation: str, path: str, entry: str) -> _T:
     try:
         return call()
     except PermissionError as err:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from kolla_entry.errors import PatchRefused
+from kolla_entry.errors import EnvironmentProblem, PatchRefused
 
 #: Every temp or backup file kolla-entry creates has this in its name; a patch may not name one.
 TEMP_MARKER = ".kolla-entry-"
@@ -35,6 +35,8 @@ MAX_SYMLINKS = 40
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# A temp name must fit NAME_MAX (255 bytes) with the dot and the marker around it.
+_NAME_BUDGET = 200
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,16 @@ class Located:
     def physical(self) -> str:
         """The whole physical path, relative to the root."""
         return "/".join(self.parts)
+
+
+def temp_name(name: str) -> str:
+    """
+    Return a fresh hidden name beside ``name`` that can never be imported as a module.
+
+    The leading dot and the ``.kolla-entry-<hex>`` suffix rule out ``*.py`` and package names.
+    """
+    stem = os.fsdecode(os.fsencode(name)[:_NAME_BUDGET])
+    return f".{stem}{TEMP_MARKER}{os.urandom(6).hex()}"
 
 
 def validate_relpath(path: str) -> str:
@@ -268,15 +280,22 @@ def read_at(dir_fd: int, name: str, rel: str) -> Optional[TargetFile]:
 
     Raises:
         PatchRefused: the entry is not a regular file.
+        EnvironmentProblem: the file cannot be read (permissions, I/O error).
     """
+    found = lstat_at(dir_fd, name)
+    if found is None:
+        return None
+    # Checked before opening: opening a fifo or socket would block or fail obscurely.
+    check_regular(found, rel)
     try:
         fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise PatchRefused("target is a symlink; only regular files are patched", file=rel) from err
-        raise
+        if err.errno in (errno.ELOOP, errno.ENXIO):
+            raise PatchRefused("target is a symlink or special file; only regular files are patched",
+                               file=rel) from err
+        raise EnvironmentProblem(f"cannot read target file: {err.strerror}", file=rel) from err
     try:
         st = os.fstat(fd)
         check_regular(st, rel)

@@ -19,7 +19,7 @@ from kolla_entry.errors import EnvironmentProblem, WriteFailed
 from kolla_entry.log import get_logger
 from kolla_entry.model import SKIPPED
 from kolla_entry.plan import PatchInput, plan_series
-from kolla_entry.report import PatchReport, SeriesReport
+from kolla_entry.report import FAILED_STATUSES, FileReport, PatchReport, SeriesReport
 
 log = get_logger(__name__)
 
@@ -139,24 +139,32 @@ def _commit(request: PatchRequest, report: SeriesReport, changes: Any, journal: 
 
 
 def _log_patch(report: PatchReport) -> None:
-    fields: Dict[str, Any] = {"patch": report.patch, "status": report.status}
-    if report.failed:
-        log.error("patch_" + report.status, file=report.file, hunk=report.hunk, reason=report.reason,
-                  **{k: v for k, v in fields.items() if k != "status"})
-        return
     if report.status == SKIPPED:
-        log.info("patch_skipped", looked_for=report.file, reason=report.reason, patch=report.patch)
+        log.info("patch_skipped", patch=report.patch, looked_for=report.file, reason=report.reason)
         return
     for file_report in report.files:
-        if file_report.status == SKIPPED:
-            log.warning("file_skipped", patch=report.patch, path=file_report.path, reason=file_report.reason)
-            continue
-        for hunk in file_report.hunks:
-            if hunk.offset or hunk.fuzz:
-                log.info("hunk_moved", patch=report.patch, path=file_report.path, hunk=hunk.index,
-                         offset=hunk.offset, fuzz=hunk.fuzz, line=hunk.line)
-    log.info("patch_" + report.status.replace("-", "_"), patch=report.patch, sha256=report.sha256,
-             files=len(report.files))
+        _log_file(report.patch, file_report)
+    event = "patch_" + report.status.replace("-", "_")
+    if report.failed:
+        log.error(event, patch=report.patch, file=report.file, hunk=report.hunk, reason=report.reason)
+    else:
+        log.info(event, patch=report.patch, sha256=report.sha256, files=len(report.files))
+
+
+def _log_file(patch: str, report: FileReport) -> None:
+    event = "file_" + report.status.replace("-", "_")
+    fields: Dict[str, Any] = {"patch": patch, "path": report.path}
+    if report.operation:
+        fields["operation"] = report.operation
+    if report.hunks:
+        fields["hunks"] = [{"index": h.index, "line": h.line, "offset": h.offset, "fuzz": h.fuzz}
+                           for h in report.hunks]
+    if report.status == SKIPPED:
+        log.warning(event, reason=report.reason, **fields)
+    elif report.status in FAILED_STATUSES:
+        log.error(event, reason=report.reason, **fields)
+    else:
+        log.info(event, **fields)
 
 
 def _record(state_file: Path, report: SeriesReport) -> None:

@@ -12,12 +12,18 @@ Every undo step is tolerant: a missing temp or backup means that step never happ
 from __future__ import annotations
 
 import errno
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
 
-from kolla_entry.confine import DirCache, lstat_at
-from kolla_entry.fsops import FileSystem
+from kolla_entry.confine import TEMP_MARKER, DirCache, lstat_at, open_root, temp_name, validate_relpath
+from kolla_entry.errors import EnvironmentProblem, WriteFailed
+from kolla_entry.fsops import REAL, FileSystem
+from kolla_entry.log import get_logger
+
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -191,3 +197,93 @@ class Undo:
             except OSError:
                 continue
             self._try("fsync", rel, self.fs.fsync, fd, rel)
+
+
+def recover(root: Path, journal: Path, *, fs: FileSystem = REAL) -> Optional[str]:
+    """
+    Finish what an interrupted (killed) commit left, before anything else plans on the tree.
+
+    Direction: a commit that had not reached its point of no return (journal ``staging`` or
+    ``committing``) is rolled *back* from its backups, so the tree is exactly the old one and
+    the caller simply plans and commits again; a commit past it (``done``) is completed by
+    removing its leftovers. Either way the tree is one whole series, never a mix.
+
+    Args:
+        root: the target the journal belongs to.
+        journal: the journal path given to :func:`commit`.
+        fs: the filesystem seam.
+
+    Returns:
+        What was done, for the log, or None when there was nothing to recover.
+
+    Raises:
+        EnvironmentProblem: the journal is unreadable or belongs to another root.
+        WriteFailed: an undo step failed; the journal is kept so a later start tries again.
+    """
+    stale = _drop_stale_journal_temps(journal, fs)
+    if not os.path.lexists(journal):
+        return f"removed {stale} stale journal temp file(s)" if stale else None
+    state, records, created = _load_journal(root, journal)
+    cache = DirCache(open_root(root))
+    try:
+        undo = Undo(cache, fs)
+        if state == DONE:
+            undo.finish(records)
+            what = "completed"
+        else:
+            undo.roll_back(records, created)
+            what = "rolled back"
+    finally:
+        cache.close()
+    if undo.problems:
+        first = undo.problems[0]
+        raise WriteFailed(f"recovery incomplete, journal kept ({journal}): {first}",
+                          operation=first.operation, file=first.rel)
+    try:
+        step("unlink", str(journal), fs.unlink, str(journal))
+    except StepError as err:
+        raise WriteFailed(f"cannot remove journal: {err.error.strerror}", operation="unlink",
+                          file=str(journal)) from err.error
+    description = f"{what} an interrupted commit of {len(records)} file(s): " + \
+        ", ".join(r.rel for r in records)
+    log.warning("commit_recovered", state=state, action=what, files=[r.rel for r in records])
+    return description
+
+
+def _load_journal(root: Path, journal: Path) -> Tuple[str, List[Record], List[Tuple[str, ...]]]:
+    try:
+        document = json.loads(journal.read_bytes())
+        if document.get("version") != JOURNAL_VERSION:
+            raise ValueError(f"unknown journal version {document.get('version')!r}")
+        records = [Record.from_json(item) for item in document["records"]]
+        created = [tuple(str(part) for part in dirs) for dirs in document["created"]]
+        state = str(document["state"])
+        recorded_root = str(document["root"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise EnvironmentProblem(f"unreadable commit journal {journal}: {err}") from err
+    if os.path.realpath(recorded_root) != os.path.realpath(root):
+        raise EnvironmentProblem(f"commit journal {journal} belongs to {recorded_root}, not {root}")
+    for record in records:
+        for part in (*record.dirs, record.name):
+            validate_relpath(part)
+        for ours in (record.temp, record.backup):
+            # A journal only ever names our own hidden temp files; anything else is not ours to touch.
+            if ours is not None and ("/" in ours or not ours.startswith(".") or TEMP_MARKER not in ours):
+                raise EnvironmentProblem(f"commit journal {journal} names a foreign file {ours!r}")
+    return state, records, created
+
+
+def _drop_stale_journal_temps(journal: Path, fs: FileSystem) -> int:
+    """Remove temps of a journal write that was killed (only ours, only in its folder)."""
+    prefix = f".{temp_name(journal.name).split(TEMP_MARKER)[0][1:]}{TEMP_MARKER}"
+    try:
+        names = [n for n in os.listdir(journal.parent) if n.startswith(prefix)]
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        try:
+            step("unlink", name, fs.unlink, str(journal.parent / name))
+        except StepError as err:
+            raise WriteFailed(f"cannot remove stale journal temp: {err.error.strerror}",
+                              operation="unlink", file=str(journal.parent / name)) from err.error
+    return len(names)

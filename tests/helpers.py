@@ -72,3 +72,35 @@ def configmap_dir(parent: Path, name: str, files: Dict[str, bytes]) -> Path:
     for key in files:
         os.symlink(f"..data/{key}", mount / key)
     return mount
+
+
+def git_diff(work: Path, before: Dict[str, bytes], after: Dict[str, bytes], *, args: Tuple[str, ...] = ()) -> bytes:
+    """
+    A real ``git diff`` (a/ b/ prefixes, paths relative to the tree) turning ``before`` into ``after``.
+
+    ``after`` values of ``None`` are deletions. ``work`` is a scratch folder for the repository.
+    """
+    import subprocess
+
+    repo = work / f"repo-{len(list(work.glob('repo-*')))}"
+    repo.mkdir(parents=True)
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo)}
+
+    def git(*cmd: str) -> bytes:
+        return subprocess.run(["git", *cmd], cwd=repo, env=env, check=True, capture_output=True).stdout
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    make_tree(repo, dict(before))
+    git("add", "-A")
+    git("commit", "-q", "--allow-empty", "-m", "before")
+    for rel, value in after.items():
+        path = repo / rel
+        if value is None:
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(value)
+    git("add", "-A")
+    return git("diff", "--cached", *args)

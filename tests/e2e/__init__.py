@@ -1,0 +1,1 @@
+"""End-to-end tests: a real Keystone started through kolla-entry (issue #4)."""

@@ -1,0 +1,90 @@
+"""The command line: exit codes, --json schema, status, log format."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+from tests.helpers import configmap_dir
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "small"
+
+
+def _kolla_entry(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kolla_entry", *args], capture_output=True, text=True,
+                          env=env, check=False)
+
+
+def _layout(tmp_path: Path, extra: dict[str, bytes] | None = None) -> List[str]:
+    target = tmp_path / "site-packages"
+    shutil.copytree(EXAMPLE / "site-packages", target)
+    patches = {p.name: p.read_bytes() for p in (EXAMPLE / "patches").glob("*.patch")}
+    patches.update(extra or {})
+    configmap_dir(tmp_path, "greeter-patches", patches)
+    return ["--patches", f"{tmp_path}/*-patches/*.patch", "--target", str(target)]
+
+
+def test_check_patches_json_schema_and_exit_0(tmp_path: Path) -> None:
+    done = _kolla_entry("check-patches", *_layout(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report) >= {"target", "patches", "summary"}
+    first = report["patches"][0]
+    assert set(first) >= {"patch", "status", "reason", "files", "sha256"}
+    assert first["status"] == "applicable"
+    hunk = first["files"][0]["hunks"][0]
+    assert set(hunk) == {"index", "status", "offset", "fuzz", "line"}
+    assert report["summary"] == {"applicable": 3, "skipped": 1}
+
+
+def test_events_are_json_lines_on_stderr_when_not_a_tty(tmp_path: Path) -> None:
+    done = _kolla_entry("check-patches", *_layout(tmp_path))
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    names = [e["event"] for e in events]
+    assert "patch_skipped" in names and names[-1] == "series_done"
+    skipped = next(e for e in events if e["event"] == "patch_skipped")
+    assert skipped["looked_for"] == "nova/compute/claims.py"
+
+
+def test_apply_conflict_exits_1_with_one_clear_line(tmp_path: Path) -> None:
+    bad = b"--- a/greeter/hello.py\n+++ b/greeter/hello.py\n@@ -1,1 +1,1 @@\n-nothing like this\n+x\n"
+    done = _kolla_entry("apply-patches", *_layout(tmp_path, {"0009-bad.patch": bad}),
+                        "--state-file", str(tmp_path / "state.json"))
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.startswith("kolla-entry:")]
+    assert len(lines) == 1
+    assert "0009-bad.patch" in lines[0] and "greeter/hello.py" in lines[0] and "hunk #1" in lines[0]
+
+
+def test_missing_target_exits_2(tmp_path: Path) -> None:
+    done = _kolla_entry("check-patches", "--target", str(tmp_path / "nope"))
+    assert done.returncode == 2
+    assert "does not exist" in done.stderr
+
+
+def test_bad_option_exits_2(tmp_path: Path) -> None:
+    done = _kolla_entry("apply-patches", "--on-conflict", "maybe")
+    assert done.returncode == 2
+
+
+def test_status_prints_what_apply_recorded(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    applied = _kolla_entry("apply-patches", *_layout(tmp_path), "--state-file", str(state))
+    assert applied.returncode == 0, applied.stderr
+    done = _kolla_entry("status", "--state-file", str(state))
+    assert done.returncode == 0
+    assert "applied" in done.stdout and "0001-strip-names.patch" in done.stdout
+    as_json = json.loads(_kolla_entry("status", "--state-file", str(state), "--json").stdout)
+    assert as_json["patches"]["written"] is True
+
+
+def test_patches_from_environment(tmp_path: Path) -> None:
+    args = _layout(tmp_path)
+    env = {"KOLLA_ENTRY_PATCHES": args[1], "KOLLA_ENTRY_TARGET": args[3], "PATH": "/usr/bin:/bin"}
+    done = _kolla_entry("check-patches", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"]["applicable"] == 3

@@ -1,0 +1,427 @@
+"""The transaction: all-or-nothing commits, atomic config writes, rollback, crash recovery."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import pytest
+
+from kolla_entry import journal as jr
+from kolla_entry.errors import EnvironmentProblem, PatchConflict, PatchRefused, WriteFailed
+from kolla_entry.fsops import FileSystem
+from kolla_entry.transaction import FileChange, atomic_write_file, commit, recover
+from tests.helpers import Symlink, make_tree, read_tree
+
+OLD_TREE = {
+    "pkg/__init__.py": b"",
+    "pkg/edit.py": b"def f():\n    return 1\n",
+    "pkg/tool.py": (b"#!/usr/bin/env python3\nprint('tool')\n", 0o644),
+    "pkg/gone.py": b"GONE = True\n",
+    "pkg/old_name.py": b"NAME = 'moved'\n",
+    "pkg/sub/deep.py": b"x = 1\n",
+}
+CHANGES = [
+    FileChange("pkg/edit.py", b"def f():\n    return 2\n"),
+    FileChange("pkg/tool.py", b"#!/usr/bin/env python3\nprint('tool')\n", 0o755),
+    FileChange("pkg/gone.py", None),
+    FileChange("pkg/old_name.py", None),
+    FileChange("pkg/new_name.py", b"NAME = 'moved'\n"),
+    FileChange("pkg/fresh/nested/new.py", b"NEW = 1\n"),
+    FileChange("pkg/sub/deep.py", b"x = 2\n"),
+]
+
+
+def _new_tree() -> Dict[str, object]:
+    return {
+        "pkg/__init__.py": (b"", 0o644),
+        "pkg/edit.py": (b"def f():\n    return 2\n", 0o644),
+        "pkg/tool.py": (b"#!/usr/bin/env python3\nprint('tool')\n", 0o755),
+        "pkg/new_name.py": (b"NAME = 'moved'\n", 0o644),
+        "pkg/fresh/nested/new.py": (b"NEW = 1\n", 0o644),
+        "pkg/sub/deep.py": (b"x = 2\n", 0o644),
+    }
+
+
+def _old_root(tmp_path: Path) -> Path:
+    root = make_tree(tmp_path / "root", dict(OLD_TREE))
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else stat.S_IMODE(path.stat().st_mode) & ~0o022)
+    return root
+
+
+class FaultFS(FileSystem):
+    """Raise ``OSError(code)`` at the ``fail_at``-th seam operation (and after it, if sticky)."""
+
+    def __init__(self, fail_at: int, code: int = errno.EIO, *, sticky: bool = False) -> None:
+        self.fail_at = fail_at
+        self.code = code
+        self.sticky = sticky
+        self.calls: List[Tuple[str, str]] = []
+
+    def _count(self, operation: str, path: str) -> None:
+        self.calls.append((operation, path))
+        n = len(self.calls)
+        if n == self.fail_at or (self.sticky and n > self.fail_at):
+            raise OSError(self.code, os.strerror(self.code), path)
+
+
+class HookFS(FileSystem):
+    """Run ``hook(operation, path)`` before every seam operation."""
+
+    def __init__(self, hook: Callable[[str, str], None]) -> None:
+        self.hook = hook
+
+    def _count(self, operation: str, path: str) -> None:
+        self.hook(operation, path)
+
+
+class TestFileChange:
+    def test_path_is_validated_on_construction(self) -> None:
+        assert FileChange("./a//b.py", b"").path == "a/b.py"
+        with pytest.raises(PatchRefused):
+            FileChange("../x.py", b"")
+        with pytest.raises(PatchRefused):
+            FileChange("/etc/shadow", None)
+
+
+class TestCommit:
+    def test_applies_edits_creations_deletions_renames_and_modes(self, tmp_path: Path) -> None:
+        root = _old_root(tmp_path)
+        commit(root, CHANGES)
+        assert read_tree(root) == _new_tree()
+
+    def test_keeps_mode_and_owner_of_edited_files(self, tmp_path: Path) -> None:
+        root = make_tree(tmp_path, {"pkg/m.py": (b"old\n", 0o4750)})
+        os.chown(root / "pkg/m.py", 1234, 2345)
+        os.chmod(root / "pkg/m.py", 0o4750)
+        commit(root, [FileChange("pkg/m.py", b"new\n")])
+        st = (root / "pkg/m.py").lstat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 2345, 0o4750)
+        assert (root / "pkg/m.py").read_bytes() == b"new\n"
+
+    def test_new_files_and_folders_take_owner_and_mode_of_their_parent(self, tmp_path: Path) -> None:
+        root = make_tree(tmp_path, {"pkg/__init__.py": b""})
+        os.chown(root / "pkg", 1234, 2345)
+        os.chmod(root / "pkg", 0o750)
+        commit(root, [FileChange("pkg/a/b/new.py", b"n\n"), FileChange("pkg/run.sh", b"#!/bin/sh\n", 0o755)])
+        for rel, mode in [("pkg/a", 0o750), ("pkg/a/b", 0o750), ("pkg/a/b/new.py", 0o644), ("pkg/run.sh", 0o755)]:
+            st = (root / rel).lstat()
+            assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 2345, mode), rel
+
+    def test_writes_through_a_folder_symlink_inside_the_root(self, tmp_path: Path) -> None:
+        root = make_tree(tmp_path, {"real/m.py": b"old\n", "pkg": Symlink("real")})
+        commit(root, [FileChange("pkg/m.py", b"new\n"), FileChange("pkg/n.py", b"n\n")])
+        assert read_tree(root) == {"real/m.py": (b"new\n", 0o644), "real/n.py": (b"n\n", 0o644),
+                                   "pkg": Symlink("real")}
+
+    def test_empty_change_set_does_nothing(self, tmp_path: Path) -> None:
+        commit(tmp_path / "does-not-even-exist", [])
+
+    def test_deleting_a_missing_file_is_a_conflict_and_writes_nothing(self, tmp_path: Path) -> None:
+        root = _old_root(tmp_path)
+        before = read_tree(root)
+        with pytest.raises(PatchConflict) as info:
+            commit(root, [FileChange("pkg/edit.py", b"changed\n"), FileChange("pkg/nothere.py", None)])
+        assert info.value.file == "pkg/nothere.py"
+        assert read_tree(root) == before
+
+    @pytest.mark.parametrize("kind", ["symlink", "folder", "fifo"])
+    def test_refuses_anything_but_regular_files(self, tmp_path: Path, kind: str) -> None:
+        root = make_tree(tmp_path / "root", {"pkg/ok.py": b"ok\n"})
+        (tmp_path / "outside.py").write_bytes(b"secret\n")
+        if kind == "symlink":
+            os.symlink(str(tmp_path / "outside.py"), root / "pkg/m.py")
+        elif kind == "folder":
+            (root / "pkg/m.py").mkdir()
+        else:
+            os.mkfifo(root / "pkg/m.py")
+        before = read_tree(tmp_path)
+        for change in (FileChange("pkg/m.py", b"pwned\n"), FileChange("pkg/m.py", None)):
+            with pytest.raises(PatchRefused):
+                commit(root, [FileChange("pkg/ok.py", b"changed\n"), change])
+            assert read_tree(tmp_path) == before
+
+    def test_refuses_a_folder_symlink_leaving_the_root(self, tmp_path: Path) -> None:
+        root = make_tree(tmp_path / "root", {"pkg/ok.py": b"ok\n"})
+        (tmp_path / "outside").mkdir()
+        os.symlink("../outside", root / "evil")
+        before = read_tree(tmp_path)
+        with pytest.raises(PatchRefused):
+            commit(root, [FileChange("pkg/ok.py", b"x\n"), FileChange("evil/new.py", b"pwned\n")])
+        assert read_tree(tmp_path) == before
+
+    def test_duplicate_paths_are_a_caller_bug(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match="twice"):
+            commit(tmp_path, [FileChange("a.py", b"1"), FileChange("./a.py", None)])
+
+
+class TestRaces:
+    """Issue #8: a file or folder swapped for a symlink between check and write is not followed."""
+
+    def test_folder_swapped_for_outside_symlink_after_check_is_refused(self, tmp_path: Path) -> None:
+        from kolla_entry.confine import read_target
+
+        root = make_tree(tmp_path / "root", {"pkg/m.py": b"old\n"})
+        outside = make_tree(tmp_path / "outside", {"m.py": b"outside\n"})
+        assert read_target(root, "pkg/m.py") is not None  # the check
+        (root / "pkg").rename(tmp_path / "moved")
+        os.symlink(str(outside), root / "pkg")
+        with pytest.raises(PatchRefused):
+            commit(root, [FileChange("pkg/m.py", b"pwned\n")])
+        assert read_tree(outside) == {"m.py": (b"outside\n", 0o644)}
+
+    def test_folder_swapped_during_commit_keeps_writing_into_the_opened_folder(self, tmp_path: Path) -> None:
+        root = make_tree(tmp_path / "root", {"pkg/m.py": b"old\n"})
+        outside = make_tree(tmp_path / "outside", {"m.py": b"outside\n"})
+        swapped: List[bool] = []
+
+        def swap(operation: str, path: str) -> None:
+            if not swapped:
+                swapped.append(True)
+                (root / "pkg").rename(tmp_path / "moved")
+                os.symlink(str(outside), root / "pkg")
+
+        commit(root, [FileChange("pkg/m.py", b"new\n")], fs=HookFS(swap))
+        assert read_tree(outside) == {"m.py": (b"outside\n", 0o644)}
+        assert read_tree(tmp_path / "moved") == {"m.py": (b"new\n", 0o644)}
+
+    def test_file_swapped_for_symlink_during_commit_is_replaced_not_followed(self, tmp_path: Path) -> None:
+        root = make_tree(tmp_path / "root", {"pkg/m.py": b"old\n"})
+        outside = make_tree(tmp_path / "outside", {"secret": b"outside\n"})
+
+        def swap(operation: str, path: str) -> None:
+            if operation == "replace" and (root / "pkg/m.py").is_file() and not os.path.islink(root / "pkg/m.py"):
+                os.unlink(root / "pkg/m.py")
+                os.symlink(str(outside / "secret"), root / "pkg/m.py")
+
+        commit(root, [FileChange("pkg/m.py", b"new\n")], fs=HookFS(swap))
+        assert read_tree(outside) == {"secret": (b"outside\n", 0o644)}
+        assert (root / "pkg/m.py").read_bytes() == b"new\n" and not (root / "pkg/m.py").is_symlink()
+
+
+class TestRollback:
+    @pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC, errno.EACCES], ids=["EIO", "ENOSPC", "EACCES"])
+    @pytest.mark.parametrize("with_journal", [False, True], ids=["no-journal", "journal"])
+    def test_every_failing_operation_leaves_the_old_tree(self, tmp_path: Path, code: int,
+                                                         with_journal: bool) -> None:
+        """Issue #8: enumerate EVERY seam operation index N; fail it; the tree is all old or all new."""
+        journal = tmp_path / "state" / "journal.json" if with_journal else None
+        failures, n = 0, 0
+        while True:
+            n += 1
+            case = tmp_path / f"case{n}"
+            root = _old_root(case)
+            before = read_tree(root)
+            fs = FaultFS(n, code)
+            try:
+                commit(root, CHANGES, fs=fs, journal=journal)
+            except WriteFailed as err:
+                failures += 1
+                assert read_tree(root) == before, f"N={n} {fs.calls[n - 1]}"
+                assert err.operation == fs.calls[n - 1][0], f"N={n}"
+                assert os.strerror(code) in str(err)
+                assert journal is None or not journal.exists()
+                continue
+            if len(fs.calls) < n:
+                break
+            # The fault hit the clean-up after the point of no return: new tree plus leftovers,
+            # which recovery (with a journal) removes.
+            if journal is not None:
+                assert recover(root, journal) is not None
+                assert read_tree(root) == _new_tree(), f"N={n}"
+            else:
+                assert {k: v for k, v in read_tree(root).items() if ".kolla-entry-" not in k} == _new_tree()
+        assert read_tree(root) == _new_tree()
+        assert failures > 30
+        ops = {op for op, _path in fs.calls}
+        assert {"open", "write", "fsync", "chmod", "chown", "replace", "rename", "mkdir", "link"} <= ops
+
+    def test_a_disk_failing_for_good_is_rolled_back_by_recover(self, tmp_path: Path) -> None:
+        """Every operation from N on fails: the rollback is incomplete, the journal finishes it."""
+        journal = tmp_path / "journal.json"
+        for n in range(20, 60, 3):
+            root = _old_root(tmp_path / f"case{n}")
+            before = read_tree(root)
+            with pytest.raises(WriteFailed):
+                commit(root, CHANGES, fs=FaultFS(n, errno.EIO, sticky=True), journal=journal)
+            if journal.exists():
+                recover(root, journal)
+            assert read_tree(root) == before, f"N={n}"
+            assert not journal.exists()
+
+    def test_ctrl_c_rolls_back_and_propagates(self, tmp_path: Path) -> None:
+        root = _old_root(tmp_path)
+        before = read_tree(root)
+        calls: List[str] = []
+
+        def interrupt(operation: str, path: str) -> None:
+            calls.append(operation)
+            if operation == "replace" and calls.count("replace") == 3:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            commit(root, CHANGES, fs=HookFS(interrupt))
+        assert read_tree(root) == before
+
+
+def _crash_at(n: int, root: Path, journal: Path) -> Tuple[int, int]:
+    """Fork; the child commits and dies (os._exit) at seam operation ``n``; return (status, ops)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns to pytest
+        os.close(read_end)
+        counter = [0]
+
+        def die(operation: str, path: str) -> None:
+            counter[0] += 1
+            os.write(write_end, b".")
+            if counter[0] == n:
+                os._exit(9)
+
+        try:
+            commit(root, CHANGES, fs=HookFS(die), journal=journal)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    seen = b""
+    while chunk := os.read(read_end, 4096):
+        seen += chunk
+    os.close(read_end)
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), len(seen)
+
+
+class TestRecover:
+    def test_no_journal_means_nothing_to_do(self, tmp_path: Path) -> None:
+        assert recover(tmp_path, tmp_path / "journal.json") is None
+
+    def test_a_crash_at_every_operation_recovers_to_one_whole_tree(self, tmp_path: Path) -> None:
+        """A process dying at ANY seam operation: after recover() the tree is all old or all new."""
+        journal = tmp_path / "run" / "journal.json"
+        outcomes = set()
+        n = 0
+        while True:
+            n += 1
+            root = _old_root(tmp_path / f"case{n}")
+            before = read_tree(root)
+            code, ops = _crash_at(n, root, journal)
+            for rel, value in read_tree(root).items():
+                # Never a partly written file at its real name, whatever the crash point.
+                if ".kolla-entry-" not in rel and value != before.get(rel):
+                    assert value in _new_tree().values(), (n, rel)
+            result = recover(root, journal)
+            after = read_tree(root)
+            assert after in (before, _new_tree()), f"N={n}: {result}"
+            outcomes.add("old" if after == before else "new")
+            assert not journal.exists() and not list(journal.parent.iterdir())
+            if code == 0:
+                assert ops < n
+                break
+        assert outcomes == {"old", "new"}
+
+    def test_commit_refuses_to_start_over_an_unrecovered_journal(self, tmp_path: Path) -> None:
+        root = _old_root(tmp_path)
+        journal = tmp_path / "journal.json"
+        journal.write_text("{}")
+        with pytest.raises(EnvironmentProblem, match="recover first"):
+            commit(root, CHANGES, journal=journal)
+
+    def test_a_journal_of_another_root_is_refused(self, tmp_path: Path) -> None:
+        root = _old_root(tmp_path)
+        journal = tmp_path / "journal.json"
+        journal.write_text(json.dumps(jr.journal_document("/elsewhere", jr.COMMITTING, [], [])))
+        with pytest.raises(EnvironmentProblem, match="belongs to"):
+            recover(root, journal)
+
+    def test_a_journal_naming_foreign_files_is_refused(self, tmp_path: Path) -> None:
+        root = _old_root(tmp_path)
+        journal = tmp_path / "journal.json"
+        record = jr.Record("pkg/edit.py", ("pkg",), "edit.py", jr.MODIFY, "__init__.py", None)
+        journal.write_text(json.dumps(jr.journal_document(str(root), jr.COMMITTING, [record], [])))
+        before = read_tree(root)
+        with pytest.raises(EnvironmentProblem, match="foreign"):
+            recover(root, journal)
+        assert read_tree(root) == before
+
+    def test_stale_journal_temps_are_removed(self, tmp_path: Path) -> None:
+        (tmp_path / ".journal.json.kolla-entry-0011aabbccdd").write_text("{")
+        (tmp_path / "unrelated").write_text("keep")
+        assert recover(tmp_path, tmp_path / "journal.json") == "removed 1 stale journal temp file(s)"
+        assert sorted(os.listdir(tmp_path)) == ["unrelated"]
+
+
+class TestAtomicWriteFile:
+    def test_writes_content_mode_and_owner(self, tmp_path: Path) -> None:
+        atomic_write_file(tmp_path / "nova.conf", b"[DEFAULT]\n", mode=0o640, uid=1234, gid=2345)
+        st = (tmp_path / "nova.conf").lstat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 2345, 0o640)
+        assert read_tree(tmp_path) == {"nova.conf": (b"[DEFAULT]\n", 0o640)}
+
+    def test_secret_is_never_readable_by_others_and_owned_before_the_rename(self, tmp_path: Path) -> None:
+        (tmp_path / "secret.conf").write_bytes(b"old\n")
+        seen: Dict[str, Tuple[int, int]] = {}
+
+        def inspect(operation: str, path: str) -> None:
+            for temp in tmp_path.glob(".secret.conf.kolla-entry-*"):
+                st = temp.lstat()
+                seen[operation] = (stat.S_IMODE(st.st_mode), st.st_uid)
+
+        atomic_write_file(tmp_path / "secret.conf", b"password\n", mode=0o600, uid=1234, gid=1234,
+                          fs=HookFS(inspect))
+        assert seen["write"] == (0o600, 0)
+        assert seen["replace"] == (0o600, 1234)
+        assert all(mode & 0o077 == 0 for mode, _uid in seen.values())
+
+    def test_replaces_a_symlink_instead_of_following_it(self, tmp_path: Path) -> None:
+        (tmp_path / "elsewhere").write_bytes(b"keep\n")
+        os.symlink(str(tmp_path / "elsewhere"), tmp_path / "app.conf")
+        atomic_write_file(tmp_path / "app.conf", b"new\n", mode=0o644)
+        assert read_tree(tmp_path) == {"elsewhere": (b"keep\n", 0o644), "app.conf": (b"new\n", 0o644)}
+
+    def test_accepts_str_paths(self, tmp_path: Path) -> None:
+        atomic_write_file(str(tmp_path / "a.conf"), b"a\n", mode=0o600)
+        assert read_tree(tmp_path) == {"a.conf": (b"a\n", 0o600)}
+
+    @pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC, errno.EACCES], ids=["EIO", "ENOSPC", "EACCES"])
+    def test_every_failing_operation_leaves_the_old_file(self, tmp_path: Path, code: int) -> None:
+        (tmp_path / "app.conf").write_bytes(b"old\n")
+        n = 0
+        while True:
+            n += 1
+            fs = FaultFS(n, code)
+            try:
+                atomic_write_file(tmp_path / "app.conf", b"new\n", mode=0o640, uid=0, gid=0, fs=fs)
+            except WriteFailed as err:
+                assert err.operation == fs.calls[n - 1][0]
+                assert err.file == str(tmp_path / "app.conf")
+                expected = b"new\n" if fs.calls[n - 1] == ("fsync", str(tmp_path / "app.conf")) and \
+                    any(op == "replace" for op, _p in fs.calls[: n - 1]) else b"old\n"
+                assert [p.name for p in tmp_path.iterdir()] == ["app.conf"]
+                assert (tmp_path / "app.conf").read_bytes() == expected
+                (tmp_path / "app.conf").write_bytes(b"old\n")
+                continue
+            assert len(fs.calls) < n
+            break
+        assert n > 5
+        assert (tmp_path / "app.conf").read_bytes() == b"new\n"
+
+    def test_missing_folder_is_a_write_failure(self, tmp_path: Path) -> None:
+        with pytest.raises(WriteFailed) as info:
+            atomic_write_file(tmp_path / "nope" / "a.conf", b"", mode=0o600)
+        assert info.value.operation == "open"
+
+    def test_a_folder_at_the_destination_is_a_write_failure(self, tmp_path: Path) -> None:
+        (tmp_path / "a.conf").mkdir()
+        with pytest.raises(WriteFailed) as info:
+            atomic_write_file(tmp_path / "a.conf", b"", mode=0o600)
+        assert info.value.operation == "replace"
+        assert read_tree(tmp_path) == {"a.conf": "<dir>"}
+
+
+def _unused(_: Optional[int]) -> None:
+    """Keep typing imports honest."""
