@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 test: lint unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check kolla_entry tests bench examples
+	$(BIN)/ruff check kolla_entry tests bench examples charts/build.py
 	$(BIN)/mypy
 
 unit: $(STAMP)
