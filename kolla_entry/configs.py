@@ -44,6 +44,9 @@ OwnerIds = Mapping[Owner, Tuple[int, int]]
 _DIR_MODE_PARENTS = 0o755
 # kubelet's atomic-writer entries inside a ConfigMap/Secret mount: never config files.
 _KUBELET_PREFIX = ".."
+# A folder dest is built beside itself under these names, then swapped in.
+_STAGING_SUFFIX = ".kolla-entry-new"
+_OLD_SUFFIX = ".kolla-entry-old"
 
 
 @dataclass(frozen=True)
@@ -275,10 +278,12 @@ class _ConfigCopy:
                               "end dest with / to copy them into a folder", entry=f"{entry.entry}.dest")
         for match in matches:
             dest = os.path.join(entry.dest, os.path.basename(match)) if into_folder else entry.dest
-            if os.path.isdir(match):
-                self._copy_folder(match, dest, set())
+            if not os.path.isdir(match):
+                self._copy_file(match, dest, dest)
+            elif entry.merge:
+                self._copy_folder(match, dest, dest, set())
             else:
-                self._copy_file(match, dest)
+                self._replace_folder(match, dest.rstrip("/") or "/")
         return self.written
 
     def _props(self, source: str, is_dir: bool) -> _Props:
@@ -290,19 +295,21 @@ class _ConfigCopy:
         uid, gid = self.ids[entry.owner]
         return _Props(uid, gid, dir_mode(entry.perm) if is_dir else entry.perm, str(entry.owner))
 
-    def _copy_file(self, source: str, dest: str) -> None:
+    def _copy_file(self, source: str, dest: str, shown: str) -> None:
+        """Copy (or render) one file to ``dest``; ``shown`` is its final path, for the log and state."""
         content = self._content(source)
+        where = self.entry.entry
         if os.path.isdir(dest) and not os.path.islink(dest):
             if self.entry.merge:
                 raise ConfigError("a folder is in the way of this file; merge never deletes folders",
-                                  entry=f"{self.entry.entry}.dest", file=dest)
-            _remove_tree(dest, self.fs)
-        _make_dirs(os.path.dirname(dest) or "/", self.entry.entry, self.fs)
+                                  entry=f"{where}.dest", file=dest)
+            _remove_tree(dest, where, self.fs)
+        _make_dirs(os.path.dirname(dest) or "/", where, self.fs)
         props = self._props(source, is_dir=False)
         write_config_file(dest, content, props.mode, props.uid, props.gid, self.fs)
         digest = hashlib.sha256(content).hexdigest()
-        self.written.append(WrittenFile(dest, digest, props.owner, _octal(props.mode)))
-        log.info("config_file_written", entry=self.entry.entry, dest=dest, owner=props.owner,
+        self.written.append(WrittenFile(shown, digest, props.owner, _octal(props.mode)))
+        log.info("config_file_written", entry=where, dest=shown, owner=props.owner,
                  perm=_octal(props.mode), template=self.entry.template)
 
     def _content(self, source: str) -> bytes:
@@ -321,14 +328,51 @@ class _ConfigCopy:
                               file=source) from err
         return render(text, source=source, environ=self.environ, read_file=self.read_file).text.encode()
 
-    def _copy_folder(self, source: str, dest: str, seen: Set[Tuple[int, int]]) -> None:
+    def _replace_folder(self, source: str, dest: str) -> None:
+        """
+        Without ``merge``, a folder dest is replaced as a whole: built beside it, then swapped in by
+        two renames, so a failure part-way leaves the old folder as it was.
+        """
+        where = self.entry.entry
+        parent, name = os.path.split(dest)
+        if not name:
+            raise ConfigError("refusing to replace / ; use \"merge\": true", entry=f"{where}.dest", file=dest)
+        staging = os.path.join(parent, f".{name}{_STAGING_SUFFIX}")
+        old = os.path.join(parent, f".{name}{_OLD_SUFFIX}")
+        for leftover in (staging, old):  # from a start that was killed part-way
+            if os.path.lexists(leftover):
+                _remove_tree(leftover, where, self.fs)
+        _make_dirs(parent, where, self.fs)
+        try:
+            self._copy_folder(source, staging, dest, set())
+            self._swap(staging, dest, old)
+        except BaseException:
+            if os.path.lexists(staging):
+                _remove_tree(staging, where, self.fs)
+            raise
+        if os.path.lexists(old):
+            _remove_tree(old, where, self.fs)
+
+    def _swap(self, staging: str, dest: str, old: str) -> None:
+        """Move ``dest`` aside and ``staging`` in; put ``dest`` back if the second rename fails."""
+        where = self.entry.entry
+        moved = os.path.lexists(dest)
+        if moved:
+            _os_call(lambda: self.fs.rename(dest, old), "rename", dest, where)
+        try:
+            _os_call(lambda: self.fs.rename(staging, dest), "rename", dest, where)
+        except BaseException:
+            if moved:
+                os.rename(old, dest)  # undo, outside the seam: the fault under test already happened
+            raise
+
+    def _copy_folder(self, source: str, dest: str, shown: str, seen: Set[Tuple[int, int]]) -> None:
         st = os.stat(source)
         if (st.st_dev, st.st_ino) in seen:
             return  # a symlink loop back into a folder being copied
         seen = seen | {(st.st_dev, st.st_ino)}
-        if os.path.lexists(dest) and (os.path.islink(dest) or not os.path.isdir(dest) or not self.entry.merge):
-            # Without merge, dest is replaced; a file or link in the way is replaced even with merge.
-            _remove_tree(dest, self.fs)
+        if os.path.lexists(dest) and (os.path.islink(dest) or not os.path.isdir(dest)):
+            _remove_tree(dest, self.entry.entry, self.fs)  # a file or link in the way, even with merge
         _make_dirs(dest, self.entry.entry, self.fs)
         _set_props(dest, self._props(source, is_dir=True), self.entry.entry, self.fs)
         for name in sorted(os.listdir(source)):
@@ -336,9 +380,9 @@ class _ConfigCopy:
                 continue
             child = os.path.join(source, name)
             if os.path.isdir(child):
-                self._copy_folder(child, os.path.join(dest, name), seen)
+                self._copy_folder(child, os.path.join(dest, name), os.path.join(shown, name), seen)
             elif os.path.isfile(child):
-                self._copy_file(child, os.path.join(dest, name))
+                self._copy_file(child, os.path.join(dest, name), os.path.join(shown, name))
 
 
 def write_config_file(path: str, content: bytes, mode: int, uid: int, gid: int, fs: fsops.FileSystem) -> None:
@@ -404,14 +448,14 @@ def _os_call(call: Callable[[], _T], operation: str, path: str, entry: str) -> _
         raise ConfigError(f"{operation} failed: {err.strerror}", entry=entry, file=path) from err
 
 
-def _remove_tree(path: str, fs: fsops.FileSystem) -> None:
+def _remove_tree(path: str, entry: str, fs: fsops.FileSystem) -> None:
     """Delete a file, link or folder tree through the seam (links are removed, not followed)."""
     if os.path.isdir(path) and not os.path.islink(path):
         for name in os.listdir(path):
-            _remove_tree(os.path.join(path, name), fs)
-        fs.rmdir(path)
+            _remove_tree(os.path.join(path, name), entry, fs)
+        _os_call(lambda: fs.rmdir(path), "rmdir", path, entry)
     else:
-        fs.unlink(path)
+        _os_call(lambda: fs.unlink(path), "unlink", path, entry)
 
 
 def _octal(mode: int) -> str:

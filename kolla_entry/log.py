@@ -1,21 +1,23 @@
 """
-Logging set-up: structlog, configured once, JSON lines when stderr is not a TTY.
+Logging set-up: structlog-style events, configured once, JSON lines when stderr is not a TTY.
 
-Modules log through :func:`get_logger`, a lazy proxy, so importing a module costs nothing and
-structlog itself is only imported when the first event is logged (start-up budget, issue #7).
+Modules log through :func:`get_logger`, a lazy proxy, so importing a module costs nothing; how an
+event is rendered is decided by :func:`configure` (start-up budget, issue #7).
 Secret values registered with :func:`register_secret` are masked in every event by a processor
 that sits in front of the renderer.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from datetime import datetime, timezone
 from typing import Any, Dict, List, MutableMapping, Optional
 
 _SECRETS: List[str] = []
 _MASK = "***"
-_configured = False
 _format: Optional[str] = None
+_stream: Any = None
 
 
 def register_secret(value: str) -> None:
@@ -59,46 +61,75 @@ def redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str,
     return {key: _redact_value(value) for key, value in event_dict.items()}
 
 
+def add_level(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Processor: the event's level under ``level`` (as structlog's ``add_log_level``)."""
+    event_dict["level"] = "warning" if method == "warn" else method
+    return event_dict
+
+
+def add_timestamp(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Processor: an ISO 8601 UTC timestamp under ``timestamp``."""
+    event_dict["timestamp"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return event_dict
+
+
+def render_json(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> str:
+    """Processor: one JSON line."""
+    return json.dumps(event_dict, default=str)
+
+
+#: The chain in front of the renderer, shared by structlog and the JSON fast path.
+PROCESSORS = (add_level, add_timestamp, redact_processor)
+
+
 def configure(log_format: Optional[str] = None, *, stream: Any = None) -> None:
     """
-    Configure structlog once: ``console`` on a TTY, ``json`` lines otherwise.
+    Configure logging once: ``console`` on a TTY, ``json`` lines otherwise.
+
+    Pods log JSON lines. On that path the shared processor chain runs without importing
+    structlog, whose import (it pulls in asyncio) costs more than the rest of a pod start
+    (issue #7). When structlog is imported anyway (console output, tests capturing events),
+    events go through structlog with the same processors, so the lines are the same.
 
     Args:
-        log_format: ``json``, ``console`` or None to decide by whether stderr is a TTY.
+        log_format: ``json``, ``console`` or None to decide by whether the stream is a TTY.
         stream: where events go; stderr by default (stdout is kept for ``--json`` reports).
     """
-    global _configured, _format
-    import structlog
-
+    global _format, _stream
     out = stream if stream is not None else sys.stderr
     if log_format is None:
         log_format = "console" if getattr(out, "isatty", lambda: False)() else "json"
-    renderer: Any
-    if log_format == "json":
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    _format, _stream = log_format, out
+    if log_format == "console" or "structlog" in sys.modules:
+        _configure_structlog()
+
+
+def _configure_structlog() -> None:
+    import structlog
+
+    renderer: Any = render_json if _format == "json" else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_processor,
-            renderer,
-        ],
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        processors=[*PROCESSORS, renderer],
+        logger_factory=structlog.PrintLoggerFactory(file=_stream if _stream is not None else sys.stderr),
         cache_logger_on_first_use=False,
     )
-    _configured = True
-    _format = log_format
 
 
 class _LazyLogger:
-    """A logger that imports structlog only when an event is emitted."""
+    """A logger that imports structlog only when it is really needed."""
 
     def __init__(self, name: str) -> None:
         self._name = name
 
     def _emit(self, method: str, event: str, fields: Dict[str, Any]) -> None:
+        if _format == "json" and "structlog" not in sys.modules:
+            event_dict: MutableMapping[str, Any] = {"event": event, "logger": self._name, **fields}
+            for processor in PROCESSORS:
+                event_dict = processor(None, method, event_dict)
+            out = _stream if _stream is not None else sys.stderr
+            out.write(render_json(None, method, event_dict) + "\n")
+            out.flush()
+            return
         import structlog
 
         getattr(structlog.get_logger(), method)(event, logger=self._name, **fields)

@@ -330,6 +330,13 @@ def _place(text: _Text, hunk: Hunk, track: _Track, fuzz: int) -> Union[_Place, s
         fwd = _find(text, _Search(old, shape, mode, level, guesses[0], track.low))
         rev = _Found(None) if neutral else _find(text, _Search(new, shape, mode, level, guesses[1], track.low))
         choice = _choose((fwd, rev), guesses, (mode, level))
+        if not new.lines and isinstance(choice, _Place) and choice.start != guesses[0]:
+            # A pure deletion without context found away from its place may be a twin of lines
+            # it already deleted; deleting it would change the code again on every restart.
+            return (
+                f"has no context lines and its lines are at line {choice.start + 1}, not at line "
+                f"{guesses[0] + 1}: cannot tell whether it is already applied"
+            )
         if choice is not None:
             return choice
     if not new.lines:  # a pure deletion without context whose lines are nowhere: already done

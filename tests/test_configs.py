@@ -230,6 +230,38 @@ class TestOwners:
         assert dir_mode(0o640) == 0o750 and dir_mode(0o2664) == 0o2775 and dir_mode(0o600) == 0o700
 
 
+class _FailNth(fsops.FileSystem):
+    """Fail the Nth seam operation of one kind with EIO (the issue #8 fault seam)."""
+
+    def __init__(self, operation: str, nth: int) -> None:
+        self.operation, self.nth, self.seen = operation, nth, 0
+
+    def _count(self, operation: str, path: str) -> None:
+        if operation == self.operation:
+            self.seen += 1
+            if self.seen == self.nth:
+                raise OSError(5, "Input/output error")
+
+
+@pytest.mark.parametrize(("operation", "nth"), [("open", 3), ("write", 2), ("replace", 2), ("rename", 1), ("rename", 2)])
+def test_failed_folder_copy_leaves_the_old_folder(tmp_path: Path, operation: str, nth: int) -> None:
+    """A folder dest is built beside itself and swapped in: a failure leaves the old one, no leftovers."""
+    src = make_tree(tmp_path / "src/conf.d", {"a.conf": b"new a", "b.conf": b"new b", "c.conf": b"new c"})
+    make_tree(tmp_path / "etc/conf.d", {"a.conf": b"old a", "z.conf": b"old z"})
+    before = read_tree(tmp_path / "etc")
+    with pytest.raises(Exception) as info:
+        _apply({"config_files": [_entry(src, f"{tmp_path}/etc/conf.d")]}, fs=_FailNth(operation, nth))
+    assert "Input/output error" in str(info.value)
+    assert read_tree(tmp_path / "etc") == before
+
+
+def test_leftovers_of_a_killed_start_are_cleaned(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src/conf.d", {"a.conf": b"a"})
+    make_tree(tmp_path / "etc", {".conf.d.kolla-entry-new/half": b"h", ".conf.d.kolla-entry-old/x": b"x"})
+    _apply({"config_files": [_entry(src, f"{tmp_path}/etc/conf.d")]})
+    assert read_tree(tmp_path / "etc") == {"conf.d/a.conf": (b"a", 0o640)}
+
+
 class _FailChown(fsops.FileSystem):
     def _count(self, operation: str, path: str) -> None:
         if operation == "chown":

@@ -37,3 +37,25 @@ def test_events_can_be_captured_in_tests() -> None:
     with structlog.testing.capture_logs() as events:
         log.get_logger("t").warning("file_skipped", path="doc/x.rst")
     assert events == [{"event": "file_skipped", "path": "doc/x.rst", "logger": "t", "log_level": "warning"}]
+
+
+def test_fast_json_path_matches_structlog_output() -> None:
+    """Pods log without importing structlog; the lines must be those structlog would write."""
+    import subprocess
+    import sys
+
+    code = (
+        "import io, sys, json\n"
+        "from kolla_entry import log\n"
+        "log.configure('json')\n"
+        "log.get_logger('m').info('file_written', path='a/b.py', n=3)\n"
+        "assert 'structlog' not in sys.modules, 'structlog was imported'\n"
+    )
+    fast = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    slow = subprocess.run([sys.executable, "-c", "import structlog\n" + code.replace(
+        "assert 'structlog' not in sys.modules, 'structlog was imported'\n", "")],
+        capture_output=True, text=True, check=True)
+    fast_event, slow_event = json.loads(fast.stderr), json.loads(slow.stderr)
+    assert fast_event.pop("timestamp")[:4] == slow_event.pop("timestamp")[:4]
+    assert fast_event == slow_event == {"event": "file_written", "logger": "m", "path": "a/b.py", "n": 3,
+                                        "level": "info"}

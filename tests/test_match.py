@@ -491,11 +491,22 @@ class TestEmptySides:
         assert res.status == APPLIED and res.content == text("1", "2", "NEW", "3", "NEW")
 
     @needs_gnu_patch
-    def test_context_free_deletion_found_at_an_offset(self) -> None:
-        """A -U0 deletion deletes the nearest match, as GNU does."""
-        content, diff = text("0", "1", "2", "X", "3"), udiff("@@ -3 +2,0 @@\n-X")
+    def test_context_free_deletion_at_its_stated_line(self) -> None:
+        """A -U0 deletion whose line is where it says: deleted, as GNU does."""
+        content, diff = text("0", "1", "X", "3"), udiff("@@ -3 +2,0 @@\n-X")
         res, gnu = check(content, diff), gnu_patch(content, diff)
-        assert res.status == APPLIED and res.content == gnu.content == text("0", "1", "2", "3")
+        assert res.status == APPLIED and res.content == gnu.content == text("0", "1", "3")
+
+    @needs_gnu_patch
+    def test_context_free_deletion_found_elsewhere_is_a_conflict(self) -> None:
+        """
+        GNU patch deletes the nearest match; with no context that may be a twin of a line already
+        deleted, and a restart would delete one more each time. We refuse.
+        """
+        content, diff = text("0", "1", "2", "X", "3"), udiff("@@ -3 +2,0 @@\n-X")
+        assert gnu_patch(content, diff).content == text("0", "1", "2", "3")
+        res = check(content, diff)
+        assert res.status == CONFLICT and "has no context lines" in res.reason
 
     def test_context_free_deletion_of_absent_lines_is_already_applied(self) -> None:
         """The lines to delete are nowhere: the deletion is done."""
@@ -570,11 +581,13 @@ def _as_bytes(lines: List[str]) -> bytes:
 
 
 def _shift_headers(diff: bytes, shift: int) -> bytes:
-    """Rewrite every hunk header's line numbers by ``shift`` (kept >= 1), forcing offsets."""
+    """Move every hunk header by ``shift`` lines, both sides alike, never below the first line."""
 
     def fix(m: re.Match[bytes]) -> bytes:
-        old, new = max(1, int(m[1]) + shift), max(1, int(m[3]) + shift)
-        return b"@@ -%d%s +%d%s @@" % (old, m[2] or b"", new, m[4] or b"")
+        old, new = int(m[1]), int(m[3])
+        lowest = (0 if m[2] == b",0" else 1, 0 if m[4] == b",0" else 1)
+        by = max(shift, lowest[0] - old, lowest[1] - new)
+        return b"@@ -%d%s +%d%s @@" % (old + by, m[2] or b"", new + by, m[4] or b"")
 
     return re.sub(rb"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@", fix, diff, flags=re.M)
 
@@ -627,7 +640,7 @@ def test_differential_against_gnu_patch(data: st.DataObject) -> None:
         assert all(_new_side_present(content, hunks[h.index - 1]) for h in res.hunks if h.status == ALREADY_APPLIED)
     else:
         failed = [h for h in res.hunks if h.status == CONFLICT]
-        direction = "ambiguous" in res.reason or "partly applied" in res.reason
+        direction = any(word in res.reason for word in ("ambiguous", "partly applied", "no context lines"))
         if direction:
             assert any(_new_side_present(content, hunk) for hunk in hunks)
         elif gnu.status == 0:
