@@ -22,7 +22,7 @@ from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import Case, measure  # noqa: E402 - a script beside its helper module
+from timing import Case, measure
 
 KOLLA_CONFIG_DIR = Path("/var/lib/kolla/config_files")
 # What a run leaves behind; removed before the next run so each one is a first container start.

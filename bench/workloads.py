@@ -69,7 +69,16 @@ class Workloads:
     kolla_set_configs: Path
 
 
-def _run(argv: Sequence[str], cwd: Path | None = None, env: Dict[str, str] | None = None) -> str:
+def run_tool(argv: Sequence[str], cwd: Path | None = None, env: Dict[str, str] | None = None) -> str:
+    """
+    Run a build step quietly; its output is shown only when it fails.
+
+    Returns:
+        Its stdout.
+
+    Raises:
+        RuntimeError: it exited non-zero.
+    """
     done = subprocess.run(list(argv), cwd=cwd, env=env, check=False, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
@@ -106,7 +115,7 @@ def download(spec: str, dest: Path) -> Path:
     pattern = f"{name}-{version or '*'}-*.whl"
     found = sorted(dest.glob(pattern))
     if not found:
-        _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+        run_tool([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
               "--dest", str(dest), spec])
         found = sorted(dest.glob(pattern))
     if not found:
@@ -151,22 +160,22 @@ def write_git_patches(old: Path, new: Path, paths: Sequence[str], out: Path, scr
     """
     _fresh(scratch)
     env = {**os.environ, **_GIT_ENV}
-    _run(["git", "init", "-q", "."], cwd=scratch, env=env)
+    run_tool(["git", "init", "-q", "."], cwd=scratch, env=env)
     for rel in paths:
         if (old / rel).exists():
             (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(old / rel, scratch / rel)
-    _run(["git", "add", "-A"], cwd=scratch, env=env)
-    _run(["git", "commit", "-q", "--allow-empty", "-m", f"nova {NOVA_OLD}"], cwd=scratch, env=env)
+    run_tool(["git", "add", "-A"], cwd=scratch, env=env)
+    run_tool(["git", "commit", "-q", "--allow-empty", "-m", f"nova {NOVA_OLD}"], cwd=scratch, env=env)
     for rel in paths:
         if (new / rel).exists():
             (scratch / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(new / rel, scratch / rel)
         elif (scratch / rel).exists():
             (scratch / rel).unlink()
-    _run(["git", "add", "-A"], cwd=scratch, env=env)
+    run_tool(["git", "add", "-A"], cwd=scratch, env=env)
     for index, rel in enumerate(paths, start=1):
-        text = _run(["git", "diff", "--cached", "--no-color", "--no-renames", "--no-ext-diff", "--", rel],
+        text = run_tool(["git", "diff", "--cached", "--no-color", "--no-renames", "--no-ext-diff", "--", rel],
                     cwd=scratch, env=env)
         name = f"{index:03d}-{rel[:-3].replace('/', '_')}.patch"
         (out / name).write_text(text, encoding="utf-8")
@@ -193,9 +202,9 @@ def build_tenfold(target: Path) -> Path:
     dest = WORK / "nova10" / "site-packages"
     if not _stamp(dest).exists():
         _fresh(dest.parent)
-        _run(["cp", "-al", str(target), str(dest)])
+        run_tool(["cp", "-al", str(target), str(dest)])
         for index in range(1, CLONES + 1):
-            _run(["cp", "-al", str(target / "nova"), str(dest / f"novaclone{index}")])
+            run_tool(["cp", "-al", str(target / "nova"), str(dest / f"novaclone{index}")])
         _stamp(dest).touch()
     return dest
 
@@ -212,7 +221,7 @@ def synth_module(index: int, edited: bool = False) -> str:
     for func in range(SYNTH_FUNCTIONS):
         limit = index + func
         if edited and func in (2, SYNTH_FUNCTIONS - 3):
-            limit = f"{index + func} + 1  # fixed: off by one (bug {index}-{func})"
+            limit = f"({index + func} + 1)"
         lines += ["", f"def function_{func}(items):",
                   f'    """Return the items below {index + func}, as function {func} does."""',
                   "    result = []", "    for item in items:", f"        if item < {limit}:",

@@ -363,7 +363,7 @@ class _ConfigCopy:
             _os_call(lambda: self.fs.rename(staging, dest), "rename", dest, where)
         except BaseException:
             if moved:
-                os.rename(old, dest)  # undo, outside the seam: the fault under test already happened
+                self.fs.rename(old, dest)
             raise
 
     def _copy_folder(self, source: str, dest: str, shown: str, seen: Set[Tuple[int, int]]) -> None:

@@ -130,9 +130,12 @@ def open_root(root: Path) -> int:
     Open the target root as a directory descriptor (symlinks to the root itself are followed).
 
     Raises:
-        OSError: the root is missing or not a folder.
+        EnvironmentProblem: the root is missing, unreadable or not a folder.
     """
-    return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise EnvironmentProblem(f"cannot open the target folder {root}: {err.strerror}") from err
 
 
 def open_dir(parent_fd: int, name: str) -> int:

@@ -220,9 +220,9 @@ def recover(root: Path, journal: Path, *, fs: FileSystem = REAL) -> Optional[str
         EnvironmentProblem: the journal is unreadable or belongs to another root.
         WriteFailed: an undo step failed; the journal is kept so a later start tries again.
     """
-    stale = _drop_stale_journal_temps(journal, fs)
+    stale = remove_stale_temps(journal, fs=fs)
     if not os.path.lexists(journal):
-        return f"removed {stale} stale journal temp file(s)" if stale else None
+        return f"removed {len(stale)} stale journal temp file(s)" if stale else None
     state, records, created = _load_journal(root, journal)
     cache = DirCache(open_root(root))
     try:
@@ -273,17 +273,38 @@ def _load_journal(root: Path, journal: Path) -> Tuple[str, List[Record], List[Tu
     return state, records, created
 
 
-def _drop_stale_journal_temps(journal: Path, fs: FileSystem) -> int:
-    """Remove temps of a journal write that was killed (only ours, only in its folder)."""
-    prefix = f".{temp_name(journal.name).split(TEMP_MARKER)[0][1:]}{TEMP_MARKER}"
+def remove_stale_temps(path: Path, *, fs: FileSystem = REAL) -> List[str]:
+    """
+    Remove the temps that a killed atomic write of ``path`` left beside it.
+
+    Only names of the form ``.<name>.kolla-entry-<hex>`` in ``path``'s own folder are touched;
+    they were never visible under the real name. The config step calls this before writing a
+    file, :func:`recover` for the journal.
+
+    Args:
+        path: the file whose stale temps to remove (absolute).
+        fs: the filesystem seam.
+
+    Returns:
+        The removed temps, as full paths.
+
+    Raises:
+        WriteFailed: a temp could not be removed.
+    """
+    prefix = temp_name(path.name).split(TEMP_MARKER)[0] + TEMP_MARKER
     try:
-        names = [n for n in os.listdir(journal.parent) if n.startswith(prefix)]
+        names = sorted(n for n in os.listdir(path.parent) if n.startswith(prefix))
     except FileNotFoundError:
-        return 0
+        return []
+    removed = []
     for name in names:
+        temp = str(path.parent / name)
         try:
-            step("unlink", name, fs.unlink, str(journal.parent / name))
+            step("unlink", temp, fs.unlink, temp)
         except StepError as err:
-            raise WriteFailed(f"cannot remove stale journal temp: {err.error.strerror}",
-                              operation="unlink", file=str(journal.parent / name)) from err.error
-    return len(names)
+            if err.error.errno == errno.ENOENT:
+                continue
+            raise WriteFailed(f"cannot remove stale temp file: {err.error.strerror}",
+                              operation="unlink", file=temp) from err.error
+        removed.append(temp)
+    return removed

@@ -271,7 +271,9 @@ def _levels(shape: _Shape, fuzz: int) -> List[Tuple[str, int]]:
     return [(_EXACT, 0), (_LOOSE, 0)] + [(_EXACT, level) for level in range(1, min(fuzz, shape.context) + 1)]
 
 
-def _choose(found: Tuple[_Found, _Found], guesses: Tuple[int, int], level: Tuple[str, int]) -> Union[_Place, str, None]:
+def _choose(
+    found: Tuple[_Found, _Found], guesses: Tuple[int, int], sizes: Tuple[int, int], level: Tuple[str, int]
+) -> Union[_Place, str, None]:
     """Pick the direction from one level's finds: a place, a conflict reason, or None (look further)."""
     fwd, rev = found
     mode, fuzz = level
@@ -284,6 +286,11 @@ def _choose(found: Tuple[_Found, _Found], guesses: Tuple[int, int], level: Tuple
         return None if rev.start is None else _Place(False, rev.start, fuzz, loose)
     if rev.start is None:
         return _Place(True, fwd.start, fuzz, loose)
+    inside = _inside((fwd.start, sizes[0]), (rev.start, sizes[1]))
+    if inside is not None:
+        # One side found within the other (an addition's context inside its result, a deletion's
+        # result inside its old lines): the larger find explains the smaller, whatever the distance.
+        return _Place(inside, fwd.start if inside else rev.start, fuzz, loose)
     near_old, near_new = abs(fwd.start - guesses[0]), abs(rev.start - guesses[1])
     if near_old == near_new:
         return (
@@ -291,6 +298,16 @@ def _choose(found: Tuple[_Found, _Found], guesses: Tuple[int, int], level: Tuple
             f"{rev.start + 1}, both {near_old} lines from where the hunk says"
         )
     return _Place(True, fwd.start, fuzz, loose) if near_old < near_new else _Place(False, rev.start, fuzz, loose)
+
+
+def _inside(old: Tuple[int, int], new: Tuple[int, int]) -> Optional[bool]:
+    """True: the new side's place lies within the old side's; False: the reverse; None: neither."""
+    (o, o_size), (n, n_size) = old, new
+    if o_size > n_size and o <= n and n + n_size <= o + o_size:
+        return True
+    if n_size > o_size and n <= o and o + o_size <= n + n_size:
+        return False
+    return None
 
 
 def _not_found(hunk: Hunk, shape: _Shape, guess: int, low: int, fuzz: int) -> str:
@@ -324,19 +341,26 @@ def _place(text: _Text, hunk: Hunk, track: _Track, fuzz: int) -> Union[_Place, s
         found = _find(text, _Search(new, shape, _EXACT, 0, guesses[1], track.low))
         if new.lines and found.start == guesses[1]:
             return _Place(False, found.start, 0, False)
-        return _Place(True, _clamp(guesses[0], track, text), 0, False)
+        if guesses[0] < track.low:  # GNU patch: "misordered hunks"
+            return f"has no context lines and its place, line {guesses[0] + 1}, lies within the previous hunk"
+        return _Place(True, min(guesses[0], text.size), 0, False)
     neutral = hunk.old_lines == hunk.new_lines
+    bare = all(line.op != CONTEXT for line in hunk.lines)
     for mode, level in _levels(shape, fuzz):
         fwd = _find(text, _Search(old, shape, mode, level, guesses[0], track.low))
         rev = _Found(None) if neutral else _find(text, _Search(new, shape, mode, level, guesses[1], track.low))
-        choice = _choose((fwd, rev), guesses, (mode, level))
-        if not new.lines and isinstance(choice, _Place) and choice.start != guesses[0]:
-            # A pure deletion without context found away from its place may be a twin of lines
-            # it already deleted; deleting it would change the code again on every restart.
-            return (
-                f"has no context lines and its lines are at line {choice.start + 1}, not at line "
-                f"{guesses[0] + 1}: cannot tell whether it is already applied"
-            )
+        choice = _choose((fwd, rev), guesses, (len(old.lines), len(new.lines)), (mode, level))
+        if isinstance(choice, _Place) and bare and (not new.lines or rev.start is not None):
+            stated = guesses[0] if choice.forward else guesses[1]
+            if choice.start != stated:
+                # Without context only the stated place tells "applied" from "not yet": a pure
+                # deletion found elsewhere may be a twin of lines it already deleted (deleting it
+                # would change the code on every restart), and so may either side of a
+                # replacement when both are found.
+                return (
+                    f"has no context lines and matches at line {choice.start + 1}, not at line "
+                    f"{stated + 1}: cannot tell whether it is already applied"
+                )
         if choice is not None:
             return choice
     if not new.lines:  # a pure deletion without context whose lines are nowhere: already done

@@ -253,12 +253,8 @@ def _refuse_unwritable(report: Any, target: Path, on_conflict: str) -> None:
 
 
 def _series_error(report: Any) -> KollaEntryError:
-    lines = report.failure_lines()
-    failed = next((p for p in report.patches if p.failed), None)
-    return PatchConflict(
-        "refusing to start: " + "; ".join(lines),
-        patch=None if failed is None else failed.patch,
-    )
+    # failure_lines() already name patch, file and hunk: the error adds no second "patch ..." prefix.
+    return PatchConflict("refusing to start: " + "; ".join(report.failure_lines()))
 
 
 def _put_configs(request: RunRequest, plan: _Plan) -> None:

@@ -243,7 +243,8 @@ class _FailNth(fsops.FileSystem):
                 raise OSError(5, "Input/output error")
 
 
-@pytest.mark.parametrize(("operation", "nth"), [("open", 3), ("write", 2), ("replace", 2), ("rename", 1), ("rename", 2)])
+@pytest.mark.parametrize(("operation", "nth"),
+                         [("open", 3), ("write", 2), ("replace", 2), ("rename", 1), ("rename", 2)])
 def test_failed_folder_copy_leaves_the_old_folder(tmp_path: Path, operation: str, nth: int) -> None:
     """A folder dest is built beside itself and swapped in: a failure leaves the old one, no leftovers."""
     src = make_tree(tmp_path / "src/conf.d", {"a.conf": b"new a", "b.conf": b"new b", "c.conf": b"new c"})

@@ -160,6 +160,14 @@ class TestStart:
         assert done.returncode == 0, done.stderr
         assert box.wait_record()["argv"][1:] == [str(box.record), "a b", "c d"]
 
+    def test_command_without_double_dash_keeps_its_options(self, box: Container) -> None:
+        """`run [OPTIONS] CMD ARGS...`: options after the command belong to the service, ours included."""
+        box.write_config({})
+        argv = box.argv() + [*box.service("--config", "theirs.conf", "--user", "x")]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+        assert box.wait_record()["argv"][1:] == [str(box.record), "--config", "theirs.conf", "--user", "x"]
+
     def test_status_shows_configs_and_command(self, box: Container) -> None:
         box.write_config(box.template_config())
         assert box.run(command=box.service(), env={"POD_IP": "10.0.0.1"}).returncode == 0

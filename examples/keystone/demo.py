@@ -156,16 +156,31 @@ def stop(process: subprocess.Popen[bytes]) -> Optional[int]:
     return process.returncode
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM ends the demo like Ctrl-C does: Keystone is stopped on the way out."""
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     """Run the demo; return the exit status."""
+    # Also when started in the background, where a non-interactive shell ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     work = Path(os.environ.get("KOLLA_DEMO_WORK", pod.PROJECT_DIR / "work" / "demo")).resolve()
     root, logs = work / "root", work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     python = os.environ.get("KOLLA_DEMO_PYTHON", sys.executable)
 
     say(f"1. Service venv (the Kolla venv) in {root / pod.VENV_REL}")
+    if subprocess.run([python, "-c", "import sys; sys.exit(sys.version_info < (3, 11))"]).returncode:
+        say(f"  {python} is older than Python 3.11, which keystone 30 needs: set KOLLA_DEMO_PYTHON")
+        return 2
     start = time.monotonic()
-    built = pod.ensure_service_venv(root / pod.VENV_REL, python)
+    try:
+        built = pod.ensure_service_venv(root / pod.VENV_REL, python)
+    except RuntimeError as err:
+        say(f"  FAILED: {err}")
+        return 1
     say(f"  {'built' if built else 'reused'} ({time.monotonic() - start:.1f} s): keystone pinned by "
         f"{pod.CONSTRAINTS.relative_to(pod.PROJECT_DIR)}")
 
@@ -205,7 +220,7 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        stop(process)
+        say(f"Keystone stopped (status {stop(process)}).")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ the demo or the tests here, ``keystone`` in an image).
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import hashlib
 import json
@@ -180,8 +181,19 @@ def ensure_service_venv(venv: Path, python: str) -> bool:
     """
     stamp = venv_stamp(python)
     marker = venv / STAMP_NAME
-    if marker.is_file() and marker.read_text() == stamp:
-        return False
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    # Two test sessions (or a test run and the demo) must not build the same venv at once.
+    with open(venv.parent / f".{venv.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.is_file() and marker.read_text() == stamp:
+            return False
+        _build_venv(venv, python)
+        marker.write_text(stamp)
+    return True
+
+
+def _build_venv(venv: Path, python: str) -> None:
+    """Build the service venv at ``venv`` from scratch, pinned by the constraints."""
     if venv.exists():
         shutil.rmtree(venv)
     pip = [str(venv / "bin/python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
@@ -190,8 +202,6 @@ def ensure_service_venv(venv: Path, python: str) -> bool:
         result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed with status {result.returncode}:\n{result.stdout}")
-    marker.write_text(stamp)
-    return True
 
 
 def free_port() -> int:

@@ -30,6 +30,13 @@ pm() {
     podman --runtime runc --cgroup-manager cgroupfs "$@"
 }
 
+# pm_run SECONDS ARGS...: a foreground `podman run` that cannot hang the test (cleanup removes the container).
+pm_run() {
+    local seconds="$1"
+    shift
+    timeout --kill-after 10 "$seconds" podman --runtime runc --cgroup-manager cgroupfs run "$@"
+}
+
 probe() {
     "$PY" "$HERE/probe.py" "$@"
 }
@@ -70,7 +77,7 @@ elapsed() {
 
 cleanup() {
     if [ "${KEEP:-0}" != 1 ] && [ "${#CONTAINERS[@]}" -gt 0 ]; then
-        pm rm --force --time 0 "${CONTAINERS[@]}" >/dev/null 2>&1
+        pm rm --force --ignore --time 0 "${CONTAINERS[@]}" >/dev/null 2>&1
     fi
 }
 
@@ -98,15 +105,26 @@ configmap_dir() {
     done
 }
 
-# The example's files for an image: @KOLLA_ROOT@ is empty in a container and the service user is keystone
-# (examples/keystone/keystone.conf explains the install-time placeholders).
+# The example's files as a pod's ConfigMap holds them: the example's own install step
+# (examples/keystone/podlayout.py fill_markers) with the paths of an image and the keystone user. The pod's
+# config.json names the service user; where the example leaves that to the deployment, set it as a chart does.
 render_example() {
     local out="$1" left
     mkdir -p "$out"
-    for file in "$ROOT"/examples/keystone/{config.json,keystone.conf,admin-openrc.sh,keystone_wsgi.py}; do
-        sed -e 's|@KOLLA_ROOT@||g' -e 's|@KEYSTONE_USER@|keystone|g' -e 's|@KEYSTONE_GROUP@|keystone|g' \
-            "$file" >"$out/$(basename "$file")"
-    done
+    "$PY" - "$ROOT/examples/keystone" "$out" <<'PYEOF' || { fail "render the keystone example for the image"; finish; }
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from podlayout import CONFIG_SOURCES, EXAMPLE_DIR, fill_markers
+out = Path(sys.argv[2])
+for name in CONFIG_SOURCES:
+    (out / name).write_text(fill_markers((EXAMPLE_DIR / name).read_text(), Path("/"), "keystone"))
+config = json.loads((out / "config.json").read_text())
+if "user" not in config:
+    config["user"] = "keystone"
+    (out / "config.json").write_text(json.dumps(config, indent=4) + "\n")
+    print("[test] the example's config.json names no service user: the pod's config sets \"user\": \"keystone\"")
+PYEOF
     left="$(grep -o '@[A-Z_]*@' "$out"/* | sort -u)"
     if [ -n "$left" ]; then
         fail "render the keystone example for the image: unknown install placeholders" "$left"
@@ -180,7 +198,8 @@ check_image_facts() {
     facts="$(pm image inspect --format '{{json .Config.Entrypoint}} {{json .Config.Cmd}}' "$IMAGE")"
     expect "image: ENTRYPOINT dumb-init --single-child -- kolla-entry, CMD run" "$facts" \
         '["dumb-init","--single-child","--","kolla-entry"] ["run"]'
-    facts="$(pm run --rm --ulimit host --entrypoint sh "$IMAGE" -c '
+    CONTAINERS+=("$NAME_PREFIX-facts")
+    facts="$(pm_run 60 --rm --name "$NAME_PREFIX-facts" --ulimit host --entrypoint sh "$IMAGE" -c '
         id keystone
         readlink /var/lib/kolla/venv/lib/python3
         stat -c "%U %a" '"$SITE"'/keystone
@@ -197,7 +216,10 @@ check_image_facts() {
 dry_run() {
     local name="$1" expected_rc="$3" expected="$4" out err rc
     local -n mounts="$2"
-    out="$(pm run --rm --ulimit host "${mounts[@]}" "$IMAGE" check-patches --json 2>"$RUN/dry-run.err")"
+    local cname="$NAME_PREFIX-dry-run-${#CONTAINERS[@]}"
+    CONTAINERS+=("$cname")
+    out="$(pm_run 120 --rm --name "$cname" --ulimit host "${mounts[@]}" "$IMAGE" check-patches --json \
+        2>"$RUN/dry-run.err")"
     rc=$?
     err="$(cat "$RUN/dry-run.err")"
     expect "$name: exit status" "$rc" "$expected_rc"
@@ -242,7 +264,8 @@ bootstrap() {
     local name="$NAME_PREFIX-bootstrap" started rc
     CONTAINERS+=("$name")
     started="$(date +%s)"
-    pm run --name "$name" "${COMMON[@]}" "${PATCHES_OK[@]}" "$IMAGE" run -- sh -c "$script" >"$RUN/bootstrap.log" 2>&1
+    pm_run 300 --name "$name" "${COMMON[@]}" "${PATCHES_OK[@]}" "$IMAGE" run -- sh -c "$script" \
+        >"$RUN/bootstrap.log" 2>&1
     rc=$?
     if [ "$rc" -eq 0 ]; then
         pass "bootstrap job (db_sync, fernet_setup, credential_setup, bootstrap) through kolla-entry run ($(($(date +%s) - started)) s)"
@@ -393,7 +416,7 @@ run_service() {
 run_conflict() {
     local name="$NAME_PREFIX-conflict" out rc changed
     CONTAINERS+=("$name")
-    out="$(pm run --name "$name" "${COMMON[@]}" "${PATCHES_CONFLICT[@]}" "$IMAGE" 2>&1)"
+    out="$(pm_run 120 --name "$name" "${COMMON[@]}" "${PATCHES_CONFLICT[@]}" "$IMAGE" 2>&1)"
     rc=$?
     expect "conflicting patch: the container exits with status 1" "$rc" 1
     check_clear_line "conflicting patch" "$out"
@@ -410,6 +433,9 @@ run_conflict() {
 main() {
     trap 'echo "interrupted"; finish' INT TERM
     echo "container test: podman $(podman --version | awk '{print $3}'), image $IMAGE"
+    # Containers an interrupted earlier run left behind (their names carry this script's prefix).
+    pm ps -a --format '{{.Names}}' | grep '^kolla-entry-ct-' | xargs -r podman --runtime runc \
+        --cgroup-manager cgroupfs rm --force --ignore --time 0 >/dev/null 2>&1
     build_images
     prepare_run_folder
     check_image_facts

@@ -21,7 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 
 def free_port() -> int:
@@ -31,7 +31,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _request(url: str, data: Optional[bytes] = None) -> "tuple[int, Dict[str, str]]":
+def _request(url: str, data: Optional[bytes] = None) -> Tuple[int, Dict[str, str]]:
     headers = {"Content-Type": "application/json"} if data is not None else {}
     req = urllib.request.Request(url, data=data, headers=headers)
     try:
@@ -73,7 +73,7 @@ def statuses(document: Dict[str, Any]) -> List[str]:
     return [f"{str(item.get('patch', '')).rsplit('/', 1)[-1]} {item.get('status')}" for item in items]
 
 
-def _json_lines(text: str) -> "tuple[List[Dict[str, Any]], int]":
+def _json_lines(text: str) -> Tuple[List[Dict[str, Any]], int]:
     events: List[Dict[str, Any]] = []
     bad = 0
     for line in text.splitlines():

@@ -112,11 +112,11 @@ class Pod:
         """The service URL."""
         return f"http://127.0.0.1:{self.port}"
 
-    def kolla(self, *args: str, name: str = "") -> subprocess.CompletedProcess[str]:
+    def kolla(self, *args: str, name: str = "", timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run ``kolla-entry ARGS`` to completion; keep its stdout and stderr."""
         result = subprocess.run(
             [*podlayout.kolla_entry_command(), *args], env=self.env, capture_output=True, text=True,
-            timeout=300,
+            timeout=timeout,
         )
         self.outputs.append((name or " ".join(args), result.stdout + result.stderr))
         return result

@@ -5,6 +5,7 @@ refusal on conflict, no secret in any log (issue #4). Select with ``pytest -m e2
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -53,6 +54,23 @@ def _events(stderr: str) -> list:
     return events
 
 
+def _stale_bytecode(source: Path) -> bool:
+    """
+    True when the module's cached bytecode (pip wrote it at install) does not match its source:
+    the patch engine must remove or rewrite it (an unchecked-hash pyc would hide the fix).
+    """
+    pyc = Path(importlib.util.cache_from_source(str(source)))
+    if not pyc.exists():
+        return False
+    header = pyc.read_bytes()[:16]
+    flags = int.from_bytes(header[4:8], "little")
+    if flags == 0:  # timestamp-based: source mtime and size
+        info = source.stat()
+        return header[8:16] != (int(info.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (
+            info.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+    return header[8:16] != importlib.util.source_hash(source.read_bytes())
+
+
 def _expected_with_gnu_patch(pristine_site: Path, workdir: Path) -> Dict[str, bytes]:
     """Apply the example patches to copies of the pristine files with GNU patch; return their bytes."""
     for rel in PATCHED_FILES:
@@ -88,6 +106,7 @@ class TestFreshStart:
         assert set(PATCHED_FILES) <= changed
         bytecode = re.compile(r"^keystone/(server/flask|common)/__pycache__/(application|password_hashing)\.")
         assert {k for k in changed if k not in PATCHED_FILES and not bytecode.match(k)} == set()
+        assert [rel for rel in PATCHED_FILES if _stale_bytecode(keystone_pod.site_packages / rel)] == []
 
     def test_token_is_issued_with_the_rendered_secret(self, keystone_pod: Pod) -> None:
         """A token comes back (201) for the password kolla-entry rendered from the Secret."""
@@ -156,7 +175,8 @@ class TestConflict:
         """A patch for keystone 29.1.0: exit 1 naming patch, file and hunk; nothing started or written."""
         pod = fresh_pod_factory(conflict_patches)
         before = digest_tree(pod.site_packages)
-        result = pod.kolla("run", "--config", str(pod.config))
+        # A kolla-entry that started Keystone anyway would hang here: the timeout turns that into a failure.
+        result = pod.kolla("run", "--config", str(pod.config), timeout=90)
         output = result.stdout + result.stderr
         assert result.returncode == 1, output
         assert any(

@@ -1,0 +1,123 @@
+"""
+Import budget of the pod start path (issue #7).
+
+``kolla-entry run`` starts every OpenStack pod, so a module it imports without needing it is paid at
+every start. These tests run the real command under ``python -X importtime`` with a Kolla config.json
+and no patch, exactly as a pod starts (stderr not a TTY, so JSON log lines), and fail when a module
+that this start does not need is imported. No timing: the list of modules is the contract;
+``make bench`` measures the time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
+
+from tests.helpers import make_tree
+
+#: Modules a no-patch, JSON-config, JSON-log start must never import, with why each is heavy or unneeded.
+FORBIDDEN = {
+    "asyncio": "pulled in by structlog.stdlib; ~25 ms, never used",
+    "structlog": "the JSON log path renders without it; its import pulls in asyncio",
+    "structlog.dev": "console rendering: only on a TTY",
+    "ssl": "pulled in by asyncio; no TLS at start",
+    "yaml": "the config is JSON; PyYAML only for config.yaml",
+    "unidiff": "patch parsing: only when a patch file exists",
+    "kolla_entry.engine": "the patch engine: only when a patch file exists",
+    "kolla_entry.plan": "the patch engine: only when a patch file exists",
+    "kolla_entry.parse": "patch parsing: only when a patch file exists",
+    "kolla_entry.match": "hunk matching: only when a patch file exists",
+    "kolla_entry.pycache": "pyc invalidation: only after a patch is applied",
+    "kolla_entry.depend": "dependency waits: only when dependencies are configured",
+    "difflib": "never needed at start",
+    "multiprocessing": "never needed at start",
+    "concurrent": "never needed at start",
+    "email": "never needed at start",
+    "http": "never needed at start",
+}
+
+
+def imported_modules(stderr: str) -> Set[str]:
+    """
+    The module names in ``-X importtime`` output.
+
+    Lines look like ``import time:   self [us] |  cumulative | <indent>name``; other lines (log
+    events) are ignored.
+    """
+    names = set()
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            name = line.rsplit("|", 1)[1].strip()
+            if name and name != "imported package":
+                names.add(name)
+    return names
+
+
+def forbidden_in(names: Set[str]) -> List[str]:
+    """The forbidden modules (or their submodules) among ``names``, each with its reason."""
+    found = []
+    for module, why in sorted(FORBIDDEN.items()):
+        if any(name == module or name.startswith(module + ".") for name in names):
+            found.append(f"{module} ({why})")
+    return found
+
+
+def _start(tmp_path: Path, config_name: str, config_text: str) -> subprocess.CompletedProcess[str]:
+    """Run ``kolla-entry run`` under ``-X importtime`` with one config file and no patches."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    make_tree(tmp_path, {"config_files/service.conf": b"[DEFAULT]\ndebug = false\n"})
+    (tmp_path / "config_files" / config_name).write_text(config_text.replace("USER", user))
+    (tmp_path / "site-packages").mkdir()
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("KOLLA_") and key not in {"DEBUG_CONTAINER", "SUDO_UID"}}
+    env["KOLLA_CONFIG_STRATEGY"] = "COPY_ALWAYS"
+    argv = [sys.executable, "-X", "importtime", "-m", "kolla_entry", "run",
+            "--config", str(tmp_path / "config_files" / config_name),
+            "--patches", str(tmp_path / "patches" / "*.patch"), "--target", str(tmp_path / "site-packages"),
+            "--state-file", str(tmp_path / "state.json"), "--", "/bin/true"]
+    return subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def _config(tmp_path: Path) -> Dict[str, object]:
+    return {"command": "/bin/false",
+            "config_files": [{"source": str(tmp_path / "config_files" / "service.conf"),
+                              "dest": str(tmp_path / "etc" / "service.conf"), "owner": "USER", "perm": "0600"}]}
+
+
+def test_no_patch_start_imports_nothing_heavy(tmp_path: Path) -> None:
+    """A JSON-config, no-patch start reaches the exec without importing any forbidden module."""
+    done = _start(tmp_path, "config.json", json.dumps(_config(tmp_path)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    # The start really ran up to the config step (so the import list covers the whole path).
+    assert (tmp_path / "etc" / "service.conf").read_bytes() == b"[DEFAULT]\ndebug = false\n"
+    names = imported_modules(done.stderr)
+    assert "kolla_entry.runner" in names
+    assert forbidden_in(names) == []
+
+
+def test_yaml_config_imports_yaml(tmp_path: Path) -> None:
+    """Control: with a config.yaml the same check sees PyYAML, so the detection itself works."""
+    pytest.importorskip("yaml")
+    done = _start(tmp_path, "config.yaml", json.dumps(_config(tmp_path)))  # JSON is valid YAML
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "yaml (the config is JSON; PyYAML only for config.yaml)" in forbidden_in(imported_modules(done.stderr))
+
+
+def test_imported_modules_parses_importtime_lines() -> None:
+    """The parser keeps module names (nested ones included) and ignores log lines and the header."""
+    stderr = "\n".join([
+        "import time: self [us] | cumulative | imported package",
+        "import time:       209 |      37272 | structlog",
+        "import time:       162 |      25917 |     asyncio",
+        '{"event": "run_step", "level": "info"}',
+    ])
+    assert imported_modules(stderr) == {"structlog", "asyncio"}
+    assert forbidden_in({"asyncio.base_events"}) == ["asyncio (pulled in by structlog.stdlib; ~25 ms, never used)"]
