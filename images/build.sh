@@ -86,7 +86,8 @@ base_context() {
 # Context of images/<service>/Dockerfile: the service's wheels (cached per constraints file) and its
 # constraints, plus any files the Dockerfile copies from images/<service>/.
 service_context() {
-    local service="$1" ctx="$WORK/context/$service"
+    local service="$1"
+    local ctx="$WORK/context/$service"
     local var="CONSTRAINTS_$service"
     local constraints="${!var:-$ROOT/examples/$service/constraints.txt}"
     [ -f "$constraints" ] || { say "missing constraints file $constraints"; exit 2; }

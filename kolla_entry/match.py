@@ -272,7 +272,11 @@ def _levels(shape: _Shape, fuzz: int) -> List[Tuple[str, int]]:
 
 
 def _choose(
-    found: Tuple[_Found, _Found], guesses: Tuple[int, int], sizes: Tuple[int, int], level: Tuple[str, int]
+    found: Tuple[_Found, _Found],
+    guesses: Tuple[int, int],
+    sizes: Tuple[int, int],
+    anchors: Tuple[Optional[int], Optional[int]],
+    level: Tuple[str, int],
 ) -> Union[_Place, str, None]:
     """Pick the direction from one level's finds: a place, a conflict reason, or None (look further)."""
     fwd, rev = found
@@ -291,6 +295,10 @@ def _choose(
         # One side found within the other (an addition's context inside its result, a deletion's
         # result inside its old lines): the larger find explains the smaller, whatever the distance.
         return _Place(inside, fwd.start if inside else rev.start, fuzz, loose)
+    if anchors[0] is not None and anchors[1] is not None and fwd.start + anchors[0] == rev.start + anchors[1]:
+        # Both finds hang on the same context lines: the lines to remove and the lines to add are
+        # both there, so the distances only measure how wrong the header is.
+        return f"ambiguous: both its old and its new lines are around line {fwd.start + anchors[0] + 1}"
     near_old, near_new = abs(fwd.start - guesses[0]), abs(rev.start - guesses[1])
     if near_old == near_new:
         return (
@@ -326,6 +334,10 @@ def _not_found(hunk: Hunk, shape: _Shape, guess: int, low: int, fuzz: int) -> st
     return f"context not found near line {guess + 1} ({where}; {tried})"
 
 
+def _first_context(side: _Side) -> Optional[int]:
+    return next((i for i, line in enumerate(side.lines) if line.op == CONTEXT), None)
+
+
 def _clamp(guess: int, track: _Track, text: _Text) -> int:
     return max(track.low, min(guess, text.size))
 
@@ -346,10 +358,11 @@ def _place(text: _Text, hunk: Hunk, track: _Track, fuzz: int) -> Union[_Place, s
         return _Place(True, min(guesses[0], text.size), 0, False)
     neutral = hunk.old_lines == hunk.new_lines
     bare = all(line.op != CONTEXT for line in hunk.lines)
+    anchors = (_first_context(old), _first_context(new))
     for mode, level in _levels(shape, fuzz):
         fwd = _find(text, _Search(old, shape, mode, level, guesses[0], track.low))
         rev = _Found(None) if neutral else _find(text, _Search(new, shape, mode, level, guesses[1], track.low))
-        choice = _choose((fwd, rev), guesses, (len(old.lines), len(new.lines)), (mode, level))
+        choice = _choose((fwd, rev), guesses, (len(old.lines), len(new.lines)), anchors, (mode, level))
         if isinstance(choice, _Place) and bare and (not new.lines or rev.start is not None):
             stated = guesses[0] if choice.forward else guesses[1]
             if choice.start != stated:

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from kolla_entry import fsops
-from kolla_entry.config import Owner, ServiceConfig, default_config_path, dependencies_from_env, load_config
+from kolla_entry.config import (
+    Dependency,
+    Owner,
+    ServiceConfig,
+    default_config_path,
+    dependencies_from_env,
+    load_config,
+)
 from kolla_entry.constants import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_PATCH_GLOB,
@@ -169,7 +176,7 @@ def _read_config(request: RunRequest) -> ServiceConfig:
     return load_config(path)
 
 
-def _replace_dependencies(config: ServiceConfig, dependencies: Tuple[Any, ...]) -> ServiceConfig:
+def _replace_dependencies(config: ServiceConfig, dependencies: Tuple[Dependency, ...]) -> ServiceConfig:
     from dataclasses import replace
 
     return replace(config, dependencies=dependencies)
@@ -254,7 +261,10 @@ def _refuse_unwritable(report: Any, target: Path, on_conflict: str) -> None:
 
 def _series_error(report: Any) -> KollaEntryError:
     # failure_lines() already name patch, file and hunk: the error adds no second "patch ..." prefix.
-    return PatchConflict("refusing to start: " + "; ".join(report.failure_lines()))
+    message = "refusing to start: " + "; ".join(report.failure_lines())
+    if report.error:
+        message += f" (running as uid {os.geteuid()})"
+    return PatchConflict(message)
 
 
 def _put_configs(request: RunRequest, plan: _Plan) -> None:
@@ -310,9 +320,18 @@ def _start_service(plan: _Plan, environ: Mapping[str, str]) -> int:
         number = debug_hold()
         log.info("debug_hold_ended", signal=number)
         return 0
-    log.info("exec", command=list(plan.argv), user=user.name if user else None, uid=os.getuid(),
+    log.info("exec", command=list(plan.argv), user=user.name if user else _current_user(), uid=os.getuid(),
              gid=os.getgid(), pid=os.getpid(), my_ip=env.get("MY_IP"))
     exec_service(plan.argv, env)
+
+
+def _current_user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 def _record(state_file: Path, section: str, data: Any) -> None:

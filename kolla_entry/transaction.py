@@ -10,14 +10,16 @@ How :func:`commit` works (issue #2 "Committing", issue #8):
    folder (write, fchown, fchmod, fsync); hard-link each file to be modified to a backup name.
 3. *Swap*: journal ``committing``; ``replace`` each temp into place, ``rename`` each deleted
    file to its backup name; fsync the folders; journal ``done`` (the point of no return).
-4. *Finish*: unlink the backups and the journal. A failure here is only logged: the new tree
-   is complete, and :func:`recover` removes what is left on the next start.
+4. *Finish*: unlink the backups, remove the folders deletions left empty (up to, not
+   including, the root, as GNU patch and ``git apply`` do), unlink the journal. A failure here
+   is only logged: the new tree is complete, and :func:`recover` removes what is left on the
+   next start.
 
 Any failure before the point of no return (or Ctrl-C) rolls back from the backups: the old
 files come back as the very same inodes (content, mode, owner, mtime), new files and created
 folders go, no temp stays. Decisions: a new file takes the owner of its folder and mode
-``0o644`` unless given; a created folder copies its parent's owner and mode; a deletion never
-removes folders (only folders the commit created are removed, and only on rollback).
+``0o644`` unless given; a created folder copies its parent's owner and mode; a rollback
+removes the folders the commit created.
 Every write goes through the :class:`~kolla_entry.fsops.FileSystem` seam, on descriptors of
 folders opened with ``O_NOFOLLOW`` at write time, so nothing is ever written outside the root.
 """
@@ -323,7 +325,7 @@ class _Transaction:
         if not self.journal_written:
             self._make_journal_folder(self.journal.parent)
         planned = [dirs for dirs, _owner, _mode in self.to_create]
-        document = jr.journal_document(str(self.root), state, self.records, planned)
+        document = jr.journal_document(os.path.realpath(self.root), state, self.records, planned)
         data = json.dumps(document, indent=1).encode()
         # Marked before the write: a failure after its rename (the folder fsync) leaves it there.
         self.journal_written = True

@@ -6,8 +6,11 @@ import os
 import socket
 import stat
 from pathlib import Path
+from typing import List, Tuple
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kolla_entry import confine
 from kolla_entry.confine import TargetFile, exists, read_target, top_level_exists, validate_relpath
@@ -163,3 +166,58 @@ class TestLocate:
         assert not name.endswith(".py")
         assert name != confine.temp_name("claims.py")
         assert len(os.fsencode(confine.temp_name("x" * 255))) <= 255
+
+
+class TestProperties:
+    """Hypothesis: whatever the symlinks below the root, a located path never leaves it."""
+
+    NAMES = ["a", "b", "c", "..", "."]
+
+    @staticmethod
+    def _build(base: Path, links: List[Tuple[str, str]], dirs: List[str]) -> Path:
+        root = base / "root"
+        (base / "outside" / "a" / "b").mkdir(parents=True, exist_ok=True)
+        root.mkdir()
+        for folder in dirs:
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        for where, target in links:
+            link = root / where
+            if not os.path.lexists(link) and link.parent.is_dir() and not link.parent.is_symlink():
+                os.symlink(target, link)
+        return root
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        dirs=st.lists(st.sampled_from(["a", "b", "a/b", "b/c", "c/a"]), max_size=4),
+        links=st.lists(st.tuples(st.sampled_from(["l", "a/l", "b/m", "m"]),
+                                 st.lists(st.sampled_from([*NAMES, "l", "m", "outside"]), min_size=1, max_size=4)
+                                 .map("/".join)), max_size=4),
+        path=st.lists(st.sampled_from(["a", "b", "c", "l", "m", "x.py"]), min_size=1, max_size=5).map("/".join),
+    )
+    def test_located_paths_stay_inside_the_root(self, tmp_path_factory: pytest.TempPathFactory,
+                                                dirs: List[str], links: List[Tuple[str, str]], path: str) -> None:
+        root = self._build(tmp_path_factory.mktemp("prop"), links, dirs)
+        real_root = os.path.realpath(root)
+        root_fd = confine.open_root(root)
+        try:
+            where = confine.locate(root_fd, path)
+        except PatchRefused:
+            return
+        finally:
+            os.close(root_fd)
+        # The physical folders contain no symlink and resolve to the same place inside the root.
+        physical = os.path.join(real_root, *where.dirs)
+        assert os.path.realpath(physical) == physical
+        assert physical == real_root or physical.startswith(real_root + os.sep)
+        assert ".." not in where.missing and "." not in where.missing
+
+    @given(st.text(alphabet="ab./\\\0-", max_size=12))
+    def test_validated_paths_are_normal_and_stable(self, text: str) -> None:
+        try:
+            rel = validate_relpath(text)
+        except PatchRefused:
+            return
+        parts = rel.split("/")
+        assert "" not in parts and "." not in parts and ".." not in parts
+        assert not rel.startswith("/") and "\0" not in rel
+        assert validate_relpath(rel) == rel

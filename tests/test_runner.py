@@ -23,6 +23,8 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
+from kolla_entry import runner
+from kolla_entry.errors import ConfigError
 from tests import sysusers
 from tests.helpers import configmap_dir, make_tree
 
@@ -147,7 +149,7 @@ class TestStart:
                          ("privileges", "unchanged")]
         assert all("duration_ms" in e for e in events if e["event"] == "run_step")
         assert events[-1]["event"] == "exec" and events[-1]["command"][0] == sys.executable
-        assert "user" in events[-1]
+        assert events[-1]["user"] == "root" and events[-1]["pid"] == proc.pid
         state = json.loads(box.state.read_text())
         assert state["configs"][0]["dest"] == f"{box.root}/etc/nova/nova.conf"
         assert state["configs"][0]["perm"] == "0600" and len(state["configs"][0]["sha256"]) == 64
@@ -163,7 +165,7 @@ class TestStart:
     def test_command_without_double_dash_keeps_its_options(self, box: Container) -> None:
         """`run [OPTIONS] CMD ARGS...`: options after the command belong to the service, ours included."""
         box.write_config({})
-        argv = box.argv() + [*box.service("--config", "theirs.conf", "--user", "x")]
+        argv = [*box.argv(), *box.service("--config", "theirs.conf", "--user", "x")]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode == 0, done.stderr
         assert box.wait_record()["argv"][1:] == [str(box.record), "--config", "theirs.conf", "--user", "x"]
@@ -477,3 +479,28 @@ class TestPatches:
         assert shared_box.run("--target", str(site), command=["/bin/true"]).returncode == 0
         final = _run_as(accounts.other.uid, accounts.other.gid, args)
         assert final.get("returncode") == 0, final
+
+
+class TestInProcess:
+    """The decisions of step 1 that a subprocess cannot reach without touching the real machine."""
+
+    def test_no_default_config_with_a_command_line_command(self, tmp_path: Path) -> None:
+        """A one-shot job may run without any config file."""
+        config = runner._read_config(runner.RunRequest(command=("true",), config_dir=tmp_path))
+        assert config.command is None and config.config_files == ()
+
+    def test_no_default_config_and_no_command_is_an_error(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError) as info:
+            runner._read_config(runner.RunRequest(config_dir=tmp_path))
+        assert str(tmp_path / "config.json") in str(info.value)
+
+    def test_default_config_is_yaml_first(self, tmp_path: Path) -> None:
+        (tmp_path / "config.json").write_text('{"command": "from-json"}')
+        (tmp_path / "config.yaml").write_text("command: from-yaml\n")
+        assert runner._read_config(runner.RunRequest(config_dir=tmp_path)).command == "from-yaml"
+
+    def test_path_variables_only_without_sudo(self) -> None:
+        environ = {"KOLLA_ENTRY_TARGET": "/x", "KOLLA_ENTRY_PATCHES": "/p/*", "POD_IP": "1.2.3.4"}
+        assert runner._path_environment(environ) == environ
+        assert runner._path_environment({**environ, "SUDO_UID": "1000"}) == {"POD_IP": "1.2.3.4",
+                                                                              "SUDO_UID": "1000"}

@@ -8,7 +8,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -190,7 +190,7 @@ class TestCommit:
     def test_one_file_named_twice_through_a_symlink_is_refused(self, tmp_path: Path) -> None:
         root = make_tree(tmp_path, {"real/m.py": b"old\n", "pkg": Symlink("real")})
         before = read_tree(root)
-        with pytest.raises(PatchRefused, match="same file as real/m.py"):
+        with pytest.raises(PatchRefused, match=r"same file as real/m\.py"):
             commit(root, [FileChange("real/m.py", b"one\n"), FileChange("pkg/m.py", b"two\n")])
         assert read_tree(root) == before
 
@@ -574,3 +574,94 @@ def test_kill_9_at_random_points_always_recovers_to_one_whole_tree(tmp_path: Pat
         commit(root, CHANGES, journal=journal)
     assert _files(read_tree(root)) == new
     assert not journal.exists()
+
+
+def test_deletions_remove_the_folders_they_empty_like_gnu_patch(tmp_path: Path) -> None:
+    """GNU patch and git apply remove parent folders a deletion leaves empty; so do we."""
+    import shutil
+    import subprocess
+
+    files: Dict[str, TreeValue] = {"pkg/keep.py": b"k\n", "pkg/sub/deeper/only.py": b"x\n",
+                                   "pkg/sub2/a.py": b"a\n", "pkg/sub2/b.py": b"b\n", "other/gone.py": b"g\n"}
+    ours = make_tree(tmp_path / "ours", files)
+    commit(ours, [FileChange("pkg/sub/deeper/only.py", None), FileChange("pkg/sub2/a.py", None),
+                  FileChange("other/gone.py", None)])
+    assert read_tree(ours) == {"pkg/keep.py": (b"k\n", 0o644), "pkg/sub2/b.py": (b"b\n", 0o644)}
+
+    gnu = make_tree(tmp_path / "gnu", files)
+    if shutil.which("patch"):
+        patch = b"".join(
+            b"--- a/%s\n+++ /dev/null\n@@ -1 +0,0 @@\n-%s" % (rel.encode(), (gnu / rel).read_bytes())
+            for rel in ("pkg/sub/deeper/only.py", "pkg/sub2/a.py", "other/gone.py"))
+        subprocess.run(["patch", "-p1", "-s"], input=patch, cwd=gnu, check=True)
+        assert read_tree(gnu) == read_tree(ours)
+
+
+@pytest.fixture
+def overlay(tmp_path: Path) -> Iterator[Tuple[Path, Path]]:
+    """
+    A container's writable layer: overlayfs with 150 copies of the old tree in the lower layer.
+
+    Yields (lower, merged). Skipped where overlayfs cannot be mounted (not root, no support).
+    """
+    import subprocess
+
+    lower, upper, work, merged = (tmp_path / name for name in ("lower", "upper", "work", "merged"))
+    for n in range(1, 151):
+        _old_root(lower / f"case{n}")
+    for folder in (upper, work, merged):
+        folder.mkdir()
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    mounted = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(merged)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"overlayfs not mountable here: {mounted.stderr.decode().strip()}")
+    try:
+        yield lower, merged
+    finally:
+        subprocess.run(["umount", str(merged)], check=True)
+
+
+class TestOverlayfs:
+    """The production filesystem: site-packages in an image layer, patched in the container layer."""
+
+    def test_every_failing_operation_leaves_the_old_tree(self, overlay: Tuple[Path, Path],
+                                                         tmp_path: Path) -> None:
+        lower, merged = overlay
+        journal = tmp_path / "run" / "journal.json"
+        lower_before = read_tree(lower)
+        n = 0
+        while True:
+            n += 1
+            root = merged / f"case{n}" / "root"
+            before = read_tree(root)
+            fs = FaultFS(n, errno.EIO)
+            try:
+                commit(root, CHANGES, fs=fs, journal=journal)
+            except WriteFailed as err:
+                assert read_tree(root) == before, f"N={n} {fs.calls[n - 1]}"
+                assert err.operation == fs.calls[n - 1][0]
+                continue
+            recover(root, journal)
+            assert read_tree(root) == _new_tree(), f"N={n}"
+            if len(fs.calls) < n:
+                break
+        assert n > 30
+        assert read_tree(lower) == lower_before  # the image layer is never written
+
+    def test_a_crash_at_every_operation_recovers_to_one_whole_tree(self, overlay: Tuple[Path, Path],
+                                                                   tmp_path: Path) -> None:
+        _lower, merged = overlay
+        journal = tmp_path / "run" / "journal.json"
+        outcomes = set()
+        for n in range(1, 151):
+            root = merged / f"case{n}" / "root"
+            before = read_tree(root)
+            code, _ops = _crash_at(n, functools.partial(_commit_new, root, journal))
+            recover(root, journal)
+            after = read_tree(root)
+            assert after in (before, _new_tree()), f"N={n}"
+            outcomes.add("old" if after == before else "new")
+            if code == 0:
+                break
+        assert outcomes == {"old", "new"}

@@ -3,7 +3,7 @@
 # way a pod would (read-only ConfigMap and Secret mounts in the kubelet's `..data` layout, no TTY, a non-root
 # service user) and check PID 1, the hot-fix over HTTP, a token, SIGTERM on stop, restart, a conflicting patch
 # and the dry run. Prints one PASS/FAIL line per check and ends with "N passed, N failed"; exits 1 on any
-# failure, 2 when the images cannot be built.
+# failure (a failed image build stops the test there).
 #
 # Needs root with podman, runc and debootstrap (Debian: apt-get install podman runc debootstrap).
 # Environment: IMAGE_TAG (default ctest), GRACE (stop timeout in seconds, default 30), KEEP=1 keeps the
@@ -254,6 +254,7 @@ bootstrap() {
     # The one-shot bootstrap job, as a Kolla/Helm db-sync job runs it: through kolla-entry, so the config
     # (and the admin password from the Secret) is rendered first. The password reaches keystone-manage
     # through the environment, never the command line that kolla-entry logs.
+    # shellcheck disable=SC2016  # expanded by the container's shell, after kolla-entry rendered the file
     local script='set -e
         . /etc/keystone/admin-openrc.sh
         keystone-manage db_sync
@@ -380,6 +381,13 @@ stop_within_grace() {
     fi
 }
 
+# The hot-fixed files' checksum, size and mtime.
+patched_files() {
+    # shellcheck disable=SC2016  # the container's shell expands it
+    pm exec -w "$SITE" "$1" sh -c 'for f in "$@"; do echo "$(sha256sum "$f") $(stat -c "%s %Y" "$f")"; done' sh \
+        keystone/server/flask/application.py keystone/common/password_hashing.py 2>&1
+}
+
 run_service() {
     SERVICE="$NAME_PREFIX-keystone"
     CONTAINERS+=("$SERVICE")
@@ -397,11 +405,20 @@ run_service() {
     check_logs "first start" "$logs"
     check_exec_event "$logs"
 
-    local before
+    expect "the rendered keystone.conf is the service user's, mode 0600" \
+        "$(pm exec "$SERVICE" stat -c '%U:%G %a' /etc/keystone/keystone.conf 2>&1)" "keystone:keystone 600"
+
+    local before tree
     before="$(pm logs "$SERVICE" 2>&1 | wc -l)"
+    tree="$(patched_files "$SERVICE")"
     stop_within_grace "podman restart" pm restart -t "$GRACE" "$SERVICE"
     wait_serving "$SERVICE" "restart (same writable layer)" || return
     check_state "restart" "$SERVICE" already-applied
+    if [ "$(grep -cE '^[0-9a-f]{64} ' <<<"$tree")" != 2 ]; then
+        fail "restart: the hot-fixed files are untouched (no checksums before the restart)" "$tree"
+    else
+        expect "restart: the hot-fixed files are untouched (content, size, mtime)" "$(patched_files "$SERVICE")" "$tree"
+    fi
     check_http "restart"
     logs="$(pm logs "$SERVICE" 2>&1 | tail -n +"$((before + 1))")"
     if grep -q 'patch_already_applied' <<<"$logs" && ! grep -q '"event": "patch_applied"' <<<"$logs"; then
