@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, TypeVar
 
@@ -199,6 +198,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except SystemExit:
         raise
     except BaseException:
+        import traceback  # only on this path: a bug (start-up budget, issue #7)
+
         traceback.print_exc()
         click.echo("kolla-entry: unexpected error (a bug): please report it with the traceback above", err=True)
         sys.exit(EXIT_BUG)

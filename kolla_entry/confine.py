@@ -190,7 +190,7 @@ class _Walk:
 
     def up(self) -> None:
         if not self.dirs:
-            self.fds.append(os.open("..", _DIR_FLAGS, dir_fd=self.fds[-1])); self.dirs.append("..")
+            raise PatchRefused("path resolves through a symlink to outside the target", file=self.rel)
         os.close(self.fds.pop())
         self.dirs.pop()
 

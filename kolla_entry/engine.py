@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from kolla_entry.constants import DEFAULT_PATCH_GLOB, DEFAULT_STRIP, MAX_PATCH_BYTES
 from kolla_entry.discover import PatchSource, discover
-from kolla_entry.errors import EnvironmentProblem, WriteFailed
+from kolla_entry.errors import EnvironmentProblem, PatchConflict, PatchRefused, WriteFailed
 from kolla_entry.log import get_logger
 from kolla_entry.model import SKIPPED
-from kolla_entry.plan import PatchInput, plan_series
 from kolla_entry.report import FAILED_STATUSES, FileReport, PatchReport, SeriesReport
+
+if TYPE_CHECKING:
+    from kolla_entry.plan import PatchInput
+    from kolla_entry.transaction import FileChange
 
 log = get_logger(__name__)
 
@@ -74,18 +77,23 @@ def _run(request: PatchRequest, *, dry_run: bool) -> SeriesReport:
     if not request.target.is_dir():
         raise EnvironmentProblem("the target site-packages folder does not exist", file=str(request.target))
     journal = request.state_file.parent / JOURNAL_NAME if request.state_file is not None else None
-    if not dry_run and journal is not None:
+    if not dry_run and journal is not None and journal.exists():
         _recover(request.target, journal)
-    plan = plan_series(
-        [_read(source) for source in discover(request.patterns)],
-        request.target, strip=request.strip, fuzz=request.fuzz,
-        on_conflict=request.on_conflict, dry_run=dry_run,
-    )
-    report = SeriesReport(target=str(request.target), patches=plan.reports, dry_run=dry_run)
-    for patch_report in plan.reports:
+    sources = discover(request.patterns)
+    report = SeriesReport(target=str(request.target), dry_run=dry_run)
+    changes: Tuple[FileChange, ...] = ()
+    if sources:
+        # Only a start with patches pays for the parser, the matcher and the transaction (issue #7).
+        from kolla_entry.plan import plan_series
+
+        plan = plan_series([_read(source) for source in sources], request.target, strip=request.strip,
+                           fuzz=request.fuzz, on_conflict=request.on_conflict, dry_run=dry_run)
+        report = replace(report, patches=plan.reports)
+        changes = plan.changes
+    for patch_report in report.patches:
         _log_patch(patch_report)
     if not dry_run:
-        report = _commit(request, report, plan.changes, journal)
+        report = _commit(request, report, changes, journal)
         if request.state_file is not None:
             _record(request.state_file, report)
     log.info("series_done", target=str(request.target), dry_run=dry_run, written=report.written,
@@ -94,6 +102,8 @@ def _run(request: PatchRequest, *, dry_run: bool) -> SeriesReport:
 
 
 def _read(source: PatchSource) -> PatchInput:
+    from kolla_entry.plan import PatchInput
+
     try:
         with open(source.path, "rb") as handle:
             data = handle.read(MAX_PATCH_BYTES + 1)
@@ -114,25 +124,26 @@ def _recover(target: Path, journal: Path) -> None:
         log.warning("journal_recovered", target=str(target), journal=str(journal), action=done)
 
 
-def _commit(request: PatchRequest, report: SeriesReport, changes: Any, journal: Optional[Path]) -> SeriesReport:
-    from dataclasses import replace
-
+def _commit(request: PatchRequest, report: SeriesReport, changes: Tuple[FileChange, ...],
+            journal: Optional[Path]) -> SeriesReport:
     if not changes:
         return report
     from kolla_entry import pycache
     from kolla_entry.transaction import commit
 
+    paths = tuple(change.path for change in changes)
+    # Before the commit: a crash right after it must not leave a stale unchecked-hash pyc behind a
+    # patch that the next start finds already applied.
+    removed = pycache.invalidate(request.target, paths)
     try:
         commit(request.target, changes, journal=journal)
-    except WriteFailed as err:
-        log.error("commit_failed", target=str(request.target), operation=err.operation, file=err.file,
+    except (WriteFailed, PatchRefused, PatchConflict) as err:
+        operation = err.operation if isinstance(err, WriteFailed) else err.status
+        log.error("commit_failed", target=str(request.target), operation=operation, file=err.file,
                   reason=err.message, rolled_back=True)
-        return replace(report, error=str(err), error_operation=err.operation)
-    paths = tuple(change.path for change in changes)
-    for path in paths:
-        log.info("file_written", path=path, deleted=not any(c.path == path and c.content is not None
-                                                             for c in changes))
-    removed = pycache.invalidate(request.target, paths)
+        return replace(report, error=str(err), error_operation=operation)
+    for change in changes:
+        log.info("file_written", path=change.path, deleted=change.content is None)
     if removed:
         log.info("pycache_invalidated", files=len(removed))
     return replace(report, written=True, changed_files=paths)

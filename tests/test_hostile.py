@@ -1,0 +1,256 @@
+"""
+Hostile and broken patches through the whole engine (issue #8 "Hostile and broken input").
+
+Every case goes through :func:`check_patches` and :func:`apply_patches` (and a few through the
+real CLI) and must end as a clean status: nothing but the documented exceptions escapes, nothing
+is written outside the target, memory stays bounded, and no report or state holds file contents.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tracemalloc
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from kolla_entry.constants import MAX_PATCH_BYTES
+from kolla_entry.engine import PatchRequest, apply_patches, check_patches
+from kolla_entry.report import PATCH_STATUSES, SeriesReport
+from tests.helpers import git_diff, make_tree, read_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "small"
+HELLO = (EXAMPLE / "site-packages" / "greeter" / "hello.py").read_bytes()
+#: Bound on tracemalloc's peak while applying a patch of ``n`` bytes (documented in README "Guarantees").
+MEMORY_FACTOR = 12
+MEMORY_SLACK = 4 * 1024 * 1024
+
+
+def _setup(tmp_path: Path, patches: Dict[str, bytes]) -> PatchRequest:
+    """The small example's site-packages plus an ``outside`` folder beside it, and the patches."""
+    target = tmp_path / "site-packages"
+    shutil.copytree(EXAMPLE / "site-packages", target)
+    make_tree(tmp_path / "outside", {"victim.py": b"SAFE = True\n", "greeter/hello.py": HELLO})
+    (tmp_path / "evil-patches").mkdir()
+    make_tree(tmp_path / "evil-patches", patches)
+    return PatchRequest(target=target, patterns=(f"{tmp_path}/evil-patches/*.patch",),
+                        state_file=tmp_path / "run" / "state.json")
+
+
+def _outside(tmp_path: Path) -> Dict[str, object]:
+    """Everything below ``tmp_path`` except the target and what kolla-entry may write (the state)."""
+    tree = read_tree(tmp_path)
+    return {rel: v for rel, v in tree.items() if not rel.startswith(("site-packages/", "run/"))}
+
+
+def _run_both(request: PatchRequest, tmp_path: Path) -> SeriesReport:
+    """check then apply; assert clean statuses, nothing outside touched, no stray temp file."""
+    outside = _outside(tmp_path)
+    before = read_tree(request.target)
+    checked = check_patches(request)
+    assert read_tree(request.target) == before, "check_patches wrote into the target"
+    applied = apply_patches(request)
+    for report in (checked, applied):
+        assert all(p.status in PATCH_STATUSES for p in report.patches)
+        for patch in report.patches:
+            assert patch.status not in ("conflict", "invalid", "refused") or patch.reason, "failure without reason"
+    assert _outside(tmp_path) == outside, "something outside the target changed"
+    assert not any(".kolla-entry-" in rel for rel in read_tree(request.target)), "temp file left behind"
+    if not applied.written:
+        assert read_tree(request.target) == before
+    return applied
+
+
+def _diff(tmp_path: Path, before: Dict[str, bytes], after: Dict[str, bytes]) -> bytes:
+    return git_diff(tmp_path / "git", before, after)
+
+
+def _status(report: SeriesReport) -> List[str]:
+    return [p.status for p in report.patches]
+
+
+# -- size limits and memory -------------------------------------------------------------------
+
+def test_patch_above_the_size_limit_is_invalid_with_a_clear_message(tmp_path: Path) -> None:
+    request = _setup(tmp_path, {})
+    big = tmp_path / "evil-patches" / "big.patch"
+    with open(big, "wb") as handle:
+        handle.truncate(MAX_PATCH_BYTES + 1)  # sparse: the limit is about what is read, not the disk
+    tracemalloc.start()
+    try:
+        report = _run_both(request, tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert _status(report) == ["invalid"]
+    assert "larger than 8 MiB" in report.patches[0].reason and "split" in report.patches[0].reason
+    assert report.failed and not report.written
+    assert peak < 3 * MAX_PATCH_BYTES, f"reading an oversized patch peaked at {peak} bytes"
+
+
+def test_patch_at_the_size_limit_is_read(tmp_path: Path) -> None:
+    """Exactly MAX_PATCH_BYTES is allowed: a valid diff padded with a commit message."""
+    fix = _diff(tmp_path, {"greeter/hello.py": HELLO}, {"greeter/hello.py": HELLO.replace(b"world", b"team")})
+    prose = b"Commentary before the diff is skipped, as in a mail.\n"
+    data = prose * ((MAX_PATCH_BYTES - len(fix)) // len(prose)) + fix
+    data = b"\n" * (MAX_PATCH_BYTES - len(data)) + data
+    assert len(data) == MAX_PATCH_BYTES
+    request = _setup(tmp_path, {"limit.patch": data})
+    assert _status(check_patches(request)) == ["applicable"]
+
+
+def test_huge_hunk_applies_with_bounded_memory(tmp_path: Path) -> None:
+    """A 100,000-line hunk: memory is a small multiple of the patch bytes (README "Guarantees")."""
+    added = b"".join(b"VALUE_%d = %d\n" % (i, i) for i in range(100_000))
+    fix = _diff(tmp_path, {"greeter/hello.py": HELLO}, {"greeter/hello.py": HELLO + added})
+    request = _setup(tmp_path, {"huge.patch": fix})
+    tracemalloc.start()
+    try:
+        report = apply_patches(request)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert _status(report) == ["applied"]
+    assert (request.target / "greeter" / "hello.py").read_bytes() == HELLO + added
+    bound = MEMORY_FACTOR * len(fix) + MEMORY_SLACK
+    assert peak < bound, f"peak {peak} bytes for a {len(fix)}-byte patch (bound {bound})"
+
+
+def test_thousands_of_files_in_one_patch(tmp_path: Path) -> None:
+    """2,000 new modules in one patch are worked out; 200 are committed all at once."""
+    def creations(n: int) -> bytes:
+        parts = [_diff(tmp_path, {"greeter/hello.py": HELLO}, {"greeter/hello.py": HELLO.replace(b"world", b"w")})]
+        parts += [b"--- /dev/null\n+++ b/greeter/gen/m%d.py\n@@ -0,0 +1 @@\n+N = %d\n" % (i, i) for i in range(n)]
+        return b"".join(parts)
+
+    request = _setup(tmp_path, {"many.patch": creations(2000)})
+    report = check_patches(request)
+    assert _status(report) == ["applicable"] and len(report.patches[0].files) == 2001
+    shutil.rmtree(tmp_path / "evil-patches")
+    make_tree(tmp_path / "evil-patches", {"many.patch": creations(200)})
+    report = _run_both(request, tmp_path)
+    assert _status(report) == ["applied"]
+    assert len(list((request.target / "greeter" / "gen").iterdir())) == 200
+
+
+@pytest.mark.parametrize(("path", "statuses"), [
+    pytest.param("greeter/" + "d/" * 300 + "deep.py", {"applied", "conflict"}, id="300-folders-deep"),
+    pytest.param("greeter/" + "n" * 300 + ".py", {"conflict"}, id="name-too-long"),
+    pytest.param("greeter/" + ("x" * 250 + "/") * 20 + "m.py", {"applied", "conflict"}, id="path-too-long"),
+])
+def test_deep_and_long_paths_end_cleanly(tmp_path: Path, path: str, statuses: set) -> None:
+    patch = f"--- /dev/null\n+++ b/{path}\n@@ -0,0 +1 @@\n+X = 1\n".encode()
+    request = _setup(tmp_path, {"deep.patch": patch})
+    report = _run_both(request, tmp_path)
+    assert set(_status(report)) <= statuses or report.error, (_status(report), report.error)
+
+
+# -- hostile names and bytes --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("patch", "status"), [
+    pytest.param(b"--- a/greeter/ev\0il.py\n+++ b/greeter/ev\0il.py\n@@ -0,0 +1 @@\n+x = 1\n",
+                 {"refused", "invalid"}, id="nul-in-path"),
+    pytest.param(b"--- /dev/null\n+++ b/greeter/new.py\n@@ -0,0 +1 @@\n+x = '\0'\n", {"conflict"},
+                 id="nul-in-python-source"),
+    pytest.param(b"--- /dev/null\n+++ b/greeter/data.txt\n@@ -0,0 +1 @@\n+a\0b\n", {"applied"},
+                 id="nul-in-data-file"),
+    pytest.param(b"--- /dev/null\n+++ b/greeter/\xff\xfe.py\n@@ -0,0 +1 @@\n+x = 1\n", {"applied"},
+                 id="invalid-utf8-name"),
+    pytest.param(b"--- /dev/null\n+++ b/greeter/new.py\n@@ -0,0 +1 @@\n+x = '\xff'\n", {"conflict"},
+                 id="invalid-utf8-python-source"),
+    pytest.param(b"--- /dev/null\n+++ /etc/passwd\n@@ -0,0 +1 @@\n+x\n", {"refused", "invalid"},
+                 id="absolute-path"),
+    pytest.param(b"--- /dev/null\n+++ b/greeter/../../outside/victim.py\n@@ -0,0 +1 @@\n+x\n", {"refused"},
+                 id="dotdot"),
+    pytest.param(b"--- /dev/null\n+++ b/greeter/.victim.kolla-entry-abc\n@@ -0,0 +1 @@\n+x\n", {"refused"},
+                 id="temp-name"),
+    pytest.param(b"--- /dev/null\n+++ b/greeter/x.py\n@@ -0,0 +3 @@\n+x = 1\n", {"invalid"}, id="short-hunk"),
+    pytest.param(b"--- /dev/null\n+++ b/greeter/x.py\n@@ -0,0 +99999999999999999999 @@\n+x = 1\n", {"invalid"},
+                 id="absurd-count"),
+    pytest.param(b"\x00\x01\x02binary\xff" * 100, {"invalid"}, id="random-bytes"),
+    pytest.param(b"", {"invalid"}, id="empty"),
+    pytest.param(b"diff --git a/greeter/hello.py b/greeter/hello.py\nGIT binary patch\nliteral 3\nKcmZ?wU|;|M00aO5\n",
+                 {"invalid"}, id="git-binary"),
+])
+def test_hostile_patches_end_as_a_clean_status(tmp_path: Path, patch: bytes, status: set) -> None:
+    request = _setup(tmp_path, {"evil.patch": patch})
+    report = _run_both(request, tmp_path)
+    assert set(_status(report)) <= status, report.patches
+
+
+def test_latin1_source_with_coding_cookie_is_patched_bytewise(tmp_path: Path) -> None:
+    source = "# -*- coding: latin-1 -*-\nNAME = 'Müller'\nCITY = 'Zürich'\n".encode("latin-1")
+    fixed = source.replace("Zürich".encode("latin-1"), "Genève".encode("latin-1"))
+    request = _setup(tmp_path, {"latin1.patch": _diff(tmp_path, {"greeter/l1.py": source},
+                                                        {"greeter/l1.py": fixed})})
+    (request.target / "greeter" / "l1.py").write_bytes(source)
+    report = _run_both(request, tmp_path)
+    assert _status(report) == ["applied"]
+    assert (request.target / "greeter" / "l1.py").read_bytes() == fixed
+
+
+def test_crlf_mixes_end_cleanly(tmp_path: Path) -> None:
+    """A CRLF file patched by an LF diff, an LF file by a CRLF diff, and a diff mixing both."""
+    crlf = HELLO.replace(b"\n", b"\r\n")
+    lf_fix = _diff(tmp_path, {"greeter/hello.py": HELLO}, {"greeter/hello.py": HELLO.replace(b"world", b"team")})
+    patches = {
+        "1-lf-on-crlf.patch": lf_fix,
+        "2-crlf-on-lf.patch": lf_fix.replace(b"\n", b"\r\n").replace(b"hello.py", b"__init__.py"),
+        "3-mixed.patch": b"".join(line + (b"\r\n" if i % 2 else b"\n")
+                                  for i, line in enumerate(lf_fix.split(b"\n")[:-1])),
+    }
+    request = _setup(tmp_path, patches)
+    (request.target / "greeter" / "hello.py").write_bytes(crlf)
+    report = _run_both(replace(request, on_conflict="skip"), tmp_path)
+    assert report.patches[0].status == "applied"
+    assert (request.target / "greeter" / "hello.py").read_bytes() == crlf.replace(b"world", b"team")
+
+
+def test_hostile_patches_exit_1_through_the_cli(tmp_path: Path) -> None:
+    """The real command: one clean line per failure, exit 1, no traceback, JSON report on stdout."""
+    request = _setup(tmp_path, {
+        "1-nul.patch": b"--- a/greeter/ev\0il.py\n+++ b/greeter/ev\0il.py\n@@ -0,0 +1 @@\n+x = 1\n",
+        "2-bytes.patch": bytes(range(256)) * 4,
+        "3-name.patch": b"--- /dev/null\n+++ b/greeter/\xff.py\n@@ -0,0 +1 @@\n+x = 1\n",
+    })
+    before = read_tree(request.target)
+    done = subprocess.run(
+        [sys.executable, "-m", "kolla_entry", "apply-patches", "--target", str(request.target),
+         "--patches", request.patterns[0], "--state-file", str(tmp_path / "run" / "state.json"), "--json"],
+        cwd=ROOT, capture_output=True, check=False)
+    assert done.returncode == 1, done.stderr.decode(errors="replace")
+    assert b"Traceback" not in done.stderr
+    statuses = [p["status"] for p in json.loads(done.stdout)["patches"]]
+    assert statuses == ["refused", "invalid", "applicable"] or statuses[:2] in (
+        ["refused", "invalid"], ["invalid", "invalid"]), statuses
+    assert read_tree(request.target) == before
+
+
+# -- what reports and state may hold -----------------------------------------------------------
+
+def test_reports_state_and_logs_never_hold_file_contents(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A marker in the target file and in the patch lines shows in no report, state or log."""
+    marker = "MARKER-7f3a9c-do-not-log"
+    secret = HELLO + f"TOKEN = '{marker}'\n".encode()
+    applied = _diff(tmp_path, {"greeter/hello.py": secret},
+                    {"greeter/hello.py": secret.replace(b"world", f"{marker}-new".encode())})
+    conflicting = _diff(tmp_path, {"greeter/hello.py": secret.replace(marker.encode(), b"other")},
+                        {"greeter/hello.py": secret.replace(marker.encode(), b"else")})
+    request = _setup(tmp_path, {"1-ok.patch": applied, "2-conflict.patch": conflicting})
+    (request.target / "greeter" / "hello.py").write_bytes(secret)
+    outputs = []
+    for on_conflict in ("fail", "skip"):
+        report = apply_patches(replace(request, on_conflict=on_conflict))
+        outputs += [json.dumps(report.to_dict()), "\n".join(report.failure_lines())]
+    assert _status(report) == ["applied", "conflict"]
+    outputs.append((tmp_path / "run" / "state.json").read_text())
+    captured = capfd.readouterr()
+    outputs += [captured.out, captured.err]
+    for text in outputs:
+        assert marker not in text
