@@ -134,8 +134,9 @@ def _commit(request: PatchRequest, report: SeriesReport, changes: Tuple[FileChan
     paths = tuple(change.path for change in changes)
     # Before the commit: a crash right after it must not leave a stale unchecked-hash pyc behind a
     # patch that the next start finds already applied.
-    removed = pycache.invalidate(request.target, paths)
     try:
+        # Inside the try: a folder swapped for a symlink after the check is refused here too.
+        removed = pycache.invalidate(request.target, paths)
         commit(request.target, changes, journal=journal)
     except (WriteFailed, PatchRefused, PatchConflict) as err:
         operation = err.operation if isinstance(err, WriteFailed) else err.status

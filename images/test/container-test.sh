@@ -106,24 +106,18 @@ configmap_dir() {
 }
 
 # The example's files as a pod's ConfigMap holds them: the example's own install step
-# (examples/keystone/podlayout.py fill_markers) with the paths of an image and the keystone user. The pod's
-# config.json names the service user; where the example leaves that to the deployment, set it as a chart does.
+# (examples/keystone/podlayout.py fill_markers) with the paths of an image and the keystone user.
 render_example() {
     local out="$1" left
     mkdir -p "$out"
     "$PY" - "$ROOT/examples/keystone" "$out" <<'PYEOF' || { fail "render the keystone example for the image"; finish; }
-import json, sys
+import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from podlayout import CONFIG_SOURCES, EXAMPLE_DIR, fill_markers
 out = Path(sys.argv[2])
 for name in CONFIG_SOURCES:
     (out / name).write_text(fill_markers((EXAMPLE_DIR / name).read_text(), Path("/"), "keystone"))
-config = json.loads((out / "config.json").read_text())
-if "user" not in config:
-    config["user"] = "keystone"
-    (out / "config.json").write_text(json.dumps(config, indent=4) + "\n")
-    print("[test] the example's config.json names no service user: the pod's config sets \"user\": \"keystone\"")
 PYEOF
     left="$(grep -o '@[A-Z_]*@' "$out"/* | sort -u)"
     if [ -n "$left" ]; then
