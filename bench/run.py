@@ -135,7 +135,8 @@ def startup(work: wl.Workloads, bin_dir: Path, runs: int) -> Optional[Dict[str, 
     if done.returncode != 0:
         raise RuntimeError(f"the start-up probe failed ({done.returncode})")
     raw = json.loads(done.stdout)
-    return {name: Samples(seconds=v["seconds"], rss_kib=v["rss_kib"]) for name, v in raw.items()}
+    return {name: Samples(seconds=v["seconds"], rss_kib=v["rss_kib"], cpu_seconds=v["cpu_seconds"])
+            for name, v in raw.items()}
 
 
 # --------------------------------------------------------------------------------------------- patching
@@ -231,12 +232,12 @@ def machine() -> Dict[str, str]:
 
 def markdown(rows: Sequence[Dict[str, Any]]) -> str:
     """The table, as Markdown (also readable in a terminal)."""
-    lines = ["| Measure | Command | Median ms | Min ms | Max ms | Peak RSS MiB | Ratio | Goal |",
-             "|---|---|--:|--:|--:|--:|---|---|"]
+    lines = ["| Measure | Command | Median ms | Min ms | Max ms | CPU ms | Peak RSS MiB | Ratio | Goal |",
+             "|---|---|--:|--:|--:|--:|--:|---|---|"]
     for r in rows:
         goal = r["goal"] + ("" if r["goal_met"] is None else (" met" if r["goal_met"] else " **missed**"))
-        times = (f"{r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['max_ms']:.1f}" if r.get("show_ms", True)
-                 else "- | - | -")
+        times = (f"{r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['max_ms']:.1f} | {r['cpu_median_ms']:.1f}"
+                 if r.get("show_ms", True) else "- | - | - | -")
         lines.append(f"| {r['section']} | {r['name']} | {times} | {r['peak_rss_mib']:.1f} | {r['ratio_text']} | "
                      f"{goal.strip()} |")
     return "\n".join(lines)

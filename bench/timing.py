@@ -34,21 +34,23 @@ class Case:
 
 @dataclass
 class Samples:
-    """The runs of one case: seconds and peak RSS (KiB) per run."""
+    """The runs of one case: wall seconds, CPU seconds (user + system) and peak RSS (KiB) per run."""
 
     seconds: List[float] = field(default_factory=list)
     rss_kib: List[int] = field(default_factory=list)
+    cpu_seconds: List[float] = field(default_factory=list)
 
     def summary(self) -> Dict[str, float]:
-        """Median, min and max in milliseconds, and the largest peak RSS in MiB."""
+        """Median, min and max wall milliseconds, the median CPU milliseconds, the largest peak RSS in MiB."""
         ms = [s * 1000.0 for s in self.seconds]
+        cpu = statistics.median(self.cpu_seconds) * 1000.0 if self.cpu_seconds else float("nan")
         return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms), "runs": len(ms),
-                "peak_rss_mib": max(self.rss_kib) / 1024.0}
+                "cpu_median_ms": cpu, "peak_rss_mib": max(self.rss_kib) / 1024.0}
 
 
-def run_once(case: Case) -> Tuple[float, int]:
+def run_once(case: Case) -> Tuple[float, int, float]:
     """
-    Run one case and return (seconds, peak RSS in KiB).
+    Run one case and return (wall seconds, peak RSS in KiB, CPU seconds of the child and its children).
 
     Raises:
         RuntimeError: the command's exit code is not the expected one.
@@ -68,7 +70,7 @@ def run_once(case: Case) -> Tuple[float, int]:
         tail = err.decode(errors="replace")[-1500:]
         raise RuntimeError(f"{case.name}: exit {proc.returncode} (expected {case.expect_rc}): "
                            f"{' '.join(case.argv)}\n{tail}")
-    return elapsed, usage.ru_maxrss
+    return elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 def measure(cases: Sequence[Case], runs: int, progress: Optional[Callable[[str], None]] = None,
@@ -89,10 +91,11 @@ def measure(cases: Sequence[Case], runs: int, progress: Optional[Callable[[str],
         for case in cases:
             if case.prepare:
                 case.prepare()
-            seconds, rss = run_once(case)
+            seconds, rss, cpu = run_once(case)
             if round_index > 0:
                 results[case.name].seconds.append(seconds)
                 results[case.name].rss_kib.append(rss)
+                results[case.name].cpu_seconds.append(cpu)
         if progress:
             progress(f"round {round_index}/{runs}" + (" (warm-up)" if round_index == 0 else ""))
     return results

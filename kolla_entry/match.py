@@ -25,15 +25,22 @@ Our additions:
   first level that finds either side decides, in this order: exact; trailing whitespace ignored;
   then fuzz 1..N. So fuzz never outvotes an exact match, and a twin that only matches loosely
   never makes a fresh fix look applied (the nova ``claims.py`` trap of ``patch -R --fuzz 2``).
+  Two refinements: when one side's place lies within the other's (an addition's context inside
+  its result), the larger find wins whatever the distance; when both hang on the same context
+  lines (the lines to remove and the lines to add are both there), it is a conflict.
 - Whitespace. Patches that travelled through YAML lose trailing whitespace and the space of blank
   context lines. When no side matches exactly, lines are compared with trailing spaces, tabs and
   ``\\r`` ignored (and, like GNU ``-l``, a missing final newline); such a match counts only if it
   is the only one between the end of the previous hunk and the end of the file.
 - Line endings. A patch line matches a CRLF file line with or without its ``\\r`` (a diff of the
   CRLF file, or one normalised to LF). Added lines take the file's dominant ending.
-- Sides without lines carry no evidence: a pure addition without context goes at its stated line
-  unless its lines are already exactly there; a pure deletion without context counts as applied
-  only when its lines are nowhere to be found.
+- Hunks without any context line (``diff -U0``) carry no evidence of place: a pure addition goes
+  at its stated line unless its lines are exactly there already; a pure deletion or replacement
+  found away from its stated line while the other side is also possible is a conflict (GNU patch
+  would delete a twin, on every restart); a pure deletion whose lines are nowhere is already applied.
+- A hunk whose two sides are equal proves nothing and takes the file's verdict; a file patch
+  without hunks is APPLIED with unchanged bytes; all hunks found applied is ALREADY_APPLIED;
+  some applied and some not is a "partly applied" conflict.
 
 ``HunkResult.line`` is the 1-based line of the *original* file where the placed side starts (GNU's
 ``where``); GNU patch prints ``where`` plus the lines added by earlier hunks, so "succeeded at 130"

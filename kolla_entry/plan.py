@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from kolla_entry import confine, match, parse
+from kolla_entry import confine, match, parse, reverse
 from kolla_entry.errors import PatchConflict, PatchInvalid, PatchRefused
 from kolla_entry.model import (
     ALREADY_APPLIED,
@@ -199,8 +199,36 @@ def plan_patch(
         files = [_plan_file(fp, old, new, work, fuzz) for fp, (old, new) in zip(patch.files, paths)]
         _check_compiles(work)
     except (PatchInvalid, PatchRefused, PatchConflict) as err:
+        if isinstance(err, PatchConflict) and _series_already_applied(patch.files, paths, overlay):
+            return _already_applied(name, sha256, patch.files, paths), {}
         return _failed(name, sha256, err), {}
-    return _patch_report(name, sha256, files), work.writes
+    report = _patch_report(name, sha256, files)
+    if report.failed and _series_already_applied(patch.files, paths, overlay):
+        return _already_applied(name, sha256, patch.files, paths), {}
+    return report, work.writes
+
+
+def _series_already_applied(files: Sequence[FilePatch], paths: Sequence[Tuple[Optional[str], Optional[str]]],
+                            overlay: Overlay) -> bool:
+    # Only a patch that names a file twice (several commits) needs undoing as a whole; for the
+    # others the per-hunk rule of `match` decides, which keeps near-identical twins apart.
+    names = [new if fp.kind == CREATE else old for fp, (old, new) in zip(files, paths)]
+    if len(set(names)) == len(names):
+        return False
+
+    def read(rel: str) -> Optional[bytes]:
+        state = overlay.get(rel)
+        return None if state is None else state.content
+
+    return reverse.undoes_cleanly([(fp, old, new) for fp, (old, new) in zip(files, paths)], read)
+
+
+def _already_applied(name: str, sha256: str, files: Sequence[FilePatch],
+                     paths: Sequence[Tuple[Optional[str], Optional[str]]]) -> PatchReport:
+    reports = tuple(FileReport(path=str(new if fp.kind == CREATE else old), status=ALREADY_APPLIED)
+                    for fp, (old, new) in zip(files, paths))
+    return PatchReport(patch=name, status=ALREADY_APPLIED, sha256=sha256, files=reports,
+                       reason="every commit of the series is already in place")
 
 
 def _failed(name: str, sha256: str, err: PatchInvalid | PatchRefused | PatchConflict) -> PatchReport:

@@ -207,3 +207,20 @@ def test_no_patches_is_a_quiet_success(tmp_path: Path) -> None:
     target = make_tree(tmp_path / "sp", {"x/__init__.py": b""})
     report = apply_patches(PatchRequest(target=target, patterns=(f"{tmp_path}/none-patches/*.patch",)))
     assert report.patches == () and not report.failed and not report.written
+
+
+def test_multi_commit_patch_changing_the_same_lines_is_already_applied_on_restart(tmp_path: Path) -> None:
+    """A format-patch series that edits its own edit must not turn a pod restart into a conflict."""
+    step1 = HELLO.replace(b"world", b"team")
+    step2 = step1.replace(b"team", b"crew")
+    first = git_diff(tmp_path / "s", {"greeter/hello.py": HELLO}, {"greeter/hello.py": step1})
+    second = git_diff(tmp_path / "s", {"greeter/hello.py": step1}, {"greeter/hello.py": step2})
+    request = _example(tmp_path, {"0001-series.patch": first + second}, only=True)
+    assert apply_patches(request).patches[0].status == "applied"
+    assert (request.target / "greeter" / "hello.py").read_bytes() == step2
+    after = read_tree(request.target)
+    again = apply_patches(request)
+    assert again.patches[0].status == "already-applied"
+    assert read_tree(request.target) == after
+    (request.target / "greeter" / "hello.py").write_bytes(step1)
+    assert check_patches(request).patches[0].status == "conflict"

@@ -107,7 +107,7 @@ def test_patch_at_the_size_limit_is_read(tmp_path: Path) -> None:
     assert _status(check_patches(request)) == ["applicable"]
 
 
-def _peak(request: PatchRequest) -> "tuple[SeriesReport, int]":
+def _peak(request: PatchRequest) -> tuple[SeriesReport, int]:
     tracemalloc.start()
     try:
         report = apply_patches(request)
@@ -283,3 +283,107 @@ def test_reports_state_and_logs_never_hold_file_contents(tmp_path: Path, capfd: 
     outputs += [captured.out, captured.err]
     for text in outputs:
         assert marker not in text
+
+
+# -- a hostile disk: every operation of a five-file series fails once, through the CLI -----------
+
+def _five_file_series(tmp_path: Path) -> tuple[Dict[str, bytes], bytes]:
+    """A tree and one patch with an edit, a new file, a deletion, a rename and a mode change."""
+    before = {"greeter/hello.py": HELLO, "greeter/gone.py": b"GONE = 1\n",
+              "greeter/old_name.py": b"NAME = 'moved'\nVALUE = 1\nOTHER = 2\n", "greeter/tool.py": b"print(1)\n"}
+    after = {"greeter/hello.py": HELLO.replace(b"world", b"team"), "greeter/gone.py": None,
+             "greeter/old_name.py": None, "greeter/new_name.py": before["greeter/old_name.py"],
+             "greeter/sub/fresh.py": b"FRESH = 1\n"}
+    patch = git_diff(tmp_path / "git", before, after, args=("-M",))  # type: ignore[arg-type]
+    patch += (b"diff --git a/greeter/tool.py b/greeter/tool.py\nold mode 100644\nnew mode 100755\n")
+    return before, patch
+
+
+@pytest.mark.slow
+def test_a_failing_operation_anywhere_exits_1_naming_it_and_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    Engine level of tests/test_transaction.py's TestRollback: EIO, ENOSPC and EACCES at every seam
+    operation of apply-patches (journal included) give exit 1, a line naming the operation, the
+    old tree byte for byte, no temp file and no journal; without a fault the new tree is written.
+    """
+    import errno
+    import os
+
+    from kolla_entry import transaction
+    from kolla_entry.cli import main
+    from kolla_entry.fsops import FileSystem
+
+    before, patch = _five_file_series(tmp_path)
+    request = _setup(tmp_path, {"five.patch": patch})
+    make_tree(request.target, before)
+    pristine = read_tree(request.target)
+    real_commit = transaction.commit
+    calls: List[str] = []
+
+    class Fault(FileSystem):
+        def __init__(self, fail_at: int, code: int) -> None:
+            self.fail_at, self.code, self.n = fail_at, code, 0
+
+        def _count(self, operation: str, path: str) -> None:
+            self.n += 1
+            calls.append(operation)
+            if self.n == self.fail_at:
+                raise OSError(self.code, os.strerror(self.code), path)
+
+    def run(fs: FileSystem) -> tuple[int, str]:
+        monkeypatch.setattr(transaction, "commit", lambda *a, **k: real_commit(*a, **{**k, "fs": fs}))
+        with pytest.raises(SystemExit) as done:
+            main(["apply-patches", "--target", str(request.target), "--patches", request.patterns[0],
+                  "--state-file", str(tmp_path / "run" / "state.json")])
+        return int(done.value.code or 0), capsys.readouterr().err
+
+    (tmp_path / "run").mkdir()  # the state folder exists from the first start on
+    run(Fault(0, 0))
+    total, new_tree = len(calls), read_tree(request.target)
+    assert total >= 20 and new_tree != pristine
+    assert new_tree["greeter/tool.py"] == (b"print(1)\n", 0o755)
+    refused_at: set = set()
+    for code in (errno.EIO, errno.ENOSPC, errno.EACCES):
+        for n in range(1, total + 1):
+            shutil.rmtree(request.target)
+            make_tree(request.target, {k: v[0] for k, v in pristine.items()})  # type: ignore[index]
+            for rel, (_, mode) in pristine.items():  # type: ignore[misc]
+                (request.target / rel).chmod(mode)
+            calls.clear()
+            status, err = run(Fault(n, code))
+            operation = calls[n - 1]
+            if status == 0:
+                # Past the point of no return (removing backups, journal): the new tree is whole;
+                # the next start removes the leftovers and reports the patch already applied.
+                files = {k: v for k, v in read_tree(request.target).items() if ".kolla-entry-" not in k}
+                assert files == new_tree, f"op #{n} {operation}: a failure after the commit point"
+                assert run(FileSystem())[0] == 0 and read_tree(request.target) == new_tree
+                assert not (tmp_path / "run" / "journal.json").exists()
+                continue
+            assert status == 1, (n, operation, err)
+            refused_at.add(operation)
+            assert f"write failed ({operation})" in err and os.strerror(code) in err, err
+            assert read_tree(request.target) == pristine, f"op #{n} {operation}: the tree changed"
+            assert not (tmp_path / "run" / "journal.json").exists()
+    assert refused_at >= {"mkdir", "open", "write", "fsync", "chmod", "link", "rename", "replace"}, refused_at
+
+
+def test_a_state_file_that_cannot_be_recorded_does_not_stop_a_start(tmp_path: Path) -> None:
+    """The state file is for operators: when it cannot be written, the patches still apply."""
+    fix = _diff(tmp_path, {"greeter/hello.py": HELLO}, {"greeter/hello.py": HELLO.replace(b"world", b"team")})
+    request = _setup(tmp_path, {"fix.patch": fix})
+    (tmp_path / "run" / "state.json").mkdir(parents=True)  # a folder where the file should be
+    report = apply_patches(request)
+    assert _status(report) == ["applied"] and report.written and not report.failed
+
+
+def test_a_state_folder_that_cannot_hold_the_journal_writes_nothing(tmp_path: Path) -> None:
+    """No crash journal, no commit: a clean failure naming the operation, the tree untouched."""
+    fix = _diff(tmp_path, {"greeter/hello.py": HELLO}, {"greeter/hello.py": HELLO.replace(b"world", b"team")})
+    request = _setup(tmp_path, {"fix.patch": fix})
+    (tmp_path / "not-a-folder").write_bytes(b"")
+    before = read_tree(request.target)
+    report = apply_patches(replace(request, state_file=tmp_path / "not-a-folder" / "state.json"))
+    assert report.failed and not report.written and report.error_operation == "mkdir"
+    assert read_tree(request.target) == before

@@ -489,6 +489,40 @@ class TestDirection:
         assert res.status == APPLIED and res.hunks[0].line == 4
 
 
+class TestOverlappingSides:
+    def test_addition_found_inside_its_result_is_applied_whatever_the_header_says(self) -> None:
+        """The context (old side) sits inside the found new side: already applied, though nearer."""
+        content = text("    return None", "def alpha(self, x):", "    if x is None:")
+        res = check(content, udiff("@@ -2 +2,2 @@\n+    return None\n def alpha(self, x):"))
+        assert res.status == ALREADY_APPLIED and (res.hunks[0].line, res.hunks[0].offset) == (1, -1)
+
+    def test_both_sides_around_the_same_context_is_a_conflict(self) -> None:
+        """The line to add and the line to remove are both next to the context: refuse."""
+        content = text("    return None", "# alpha 0", "", "")
+        res = check(content, udiff("@@ -2,2 +2,2 @@\n+    return None\n # alpha 0\n-"))
+        assert res.status == CONFLICT
+        assert "both its old and its new lines are around line 2" in res.reason
+
+    def test_context_free_replacement_away_from_its_line_with_both_sides_found(self) -> None:
+        """A -U0 replacement: X two lines off and Y three lines off; without context, refuse."""
+        res = check(text("a", "b", "c", "X", "Y"), udiff("@@ -2 +2 @@\n-X\n+Y"))
+        assert res.status == CONFLICT and "has no context lines and matches at line 4" in res.reason
+
+    def test_context_free_replacement_with_its_result_at_its_line(self) -> None:
+        """A -U0 replacement whose new line is exactly where it says: already applied."""
+        res = check(text("a", "Y", "b", "X"), udiff("@@ -2 +2 @@\n-X\n+Y"))
+        assert res.status == ALREADY_APPLIED
+
+    @needs_gnu_patch
+    def test_context_free_addition_stated_inside_the_previous_hunk(self) -> None:
+        """GNU patch: "misordered hunks"; we: a conflict naming the reason."""
+        content = text("a", "b", "c", "d")
+        diff = udiff("@@ -2,3 +2,3 @@\n b\n-c\n+C\n d", "@@ -1,0 +2 @@\n+new")
+        assert gnu_patch(content, diff).failed == (2,)
+        res = check(content, diff)
+        assert res.status == CONFLICT and "lies within the previous hunk" in res.reason
+
+
 class TestEmptySides:
     def test_create_into_empty_file(self) -> None:
         """``@@ -0,0 +1,N @@`` on empty content writes the lines."""
