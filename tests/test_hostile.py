@@ -15,7 +15,7 @@ import sys
 import tracemalloc
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import pytest
 
@@ -299,7 +299,22 @@ def _five_file_series(tmp_path: Path) -> tuple[Dict[str, bytes], bytes]:
     return before, patch
 
 
+@pytest.fixture
+def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``cli.main`` in-process configures logging to pytest's captured stream: put it back after."""
+    import structlog
+
+    from kolla_entry import log
+
+    monkeypatch.setattr(log, "_format", log._format)
+    monkeypatch.setattr(log, "_stream", log._stream)
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("_restore_logging")
 def test_a_failing_operation_anywhere_exits_1_naming_it_and_writes_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """
