@@ -93,6 +93,9 @@ def temp_name(name: str) -> str:
     return f".{stem}{TEMP_MARKER}{os.urandom(6).hex()}"
 
 
+_MAX_NAME_BYTES = 255
+
+
 def validate_relpath(path: str) -> str:
     """
     Check and normalise a path a patch names, relative to the target.
@@ -104,8 +107,8 @@ def validate_relpath(path: str) -> str:
         The path with ``.`` components and repeated slashes removed.
 
     Raises:
-        PatchRefused: empty, absolute, ``..`` component, NUL byte, trailing slash, or a
-            component that could collide with kolla-entry's own temp files.
+        PatchRefused: empty, absolute, ``..`` component, NUL byte, trailing slash, a component
+            longer than 255 bytes, or one that could collide with kolla-entry's own temp files.
     """
     if not path or "\0" in path:
         raise PatchRefused("empty path or NUL byte in path", file=repr(path))
@@ -122,6 +125,9 @@ def validate_relpath(path: str) -> str:
         if TEMP_MARKER in part:
             raise PatchRefused(f"name containing {TEMP_MARKER!r} is reserved for kolla-entry temp files",
                                file=path)
+        # NAME_MAX: the OS would refuse it later with a raw ENAMETOOLONG; refuse it by name now.
+        if len(os.fsencode(part)) > _MAX_NAME_BYTES:
+            raise PatchRefused(f"a path component is longer than {_MAX_NAME_BYTES} bytes", file=path)
     return "/".join(parts)
 
 

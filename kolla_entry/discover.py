@@ -69,9 +69,8 @@ def _expand(pattern: str) -> List[Path]:
         for name in _list_folder(folder):
             if name.startswith(".") or not fnmatch.fnmatchcase(name, name_glob):
                 continue
-            path = Path(folder) / name
-            if path.is_file():
-                matches.append(path)
+            # Whatever its type: a matching entry that is no readable file is reported, never dropped.
+            matches.append(Path(folder) / name)
     return sorted(matches, key=lambda p: (str(p.parent), p.name))
 
 

@@ -8,6 +8,8 @@ The patch engine's library entry points: :func:`check_patches` and :func:`apply_
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -105,8 +107,14 @@ def _read(source: PatchSource) -> PatchInput:
     from kolla_entry.plan import PatchInput
 
     try:
+        if not stat.S_ISREG(os.stat(source.path).st_mode):
+            return PatchInput(source.name, "", b"", "not a regular file (a folder or device named *.patch); "
+                              "remove it from the patches folder")
         with open(source.path, "rb") as handle:
             data = handle.read(MAX_PATCH_BYTES + 1)
+    except FileNotFoundError:
+        return PatchInput(source.name, "", b"", "a dangling symlink: the ConfigMap key points nowhere; "
+                          "check the volume")
     except OSError as err:
         raise EnvironmentProblem(f"cannot read the patch file: {err.strerror}", patch=source.name) from err
     if len(data) > MAX_PATCH_BYTES:

@@ -298,13 +298,19 @@ def _new_side(hunks: Sequence[Hunk]) -> bytes:
     return b"".join(line.text + (b"\n" if line.newline else b"") for h in hunks for line in h.new_lines)
 
 
-def _mode_bits(mode: Optional[int], default: int) -> int:
-    return default if mode is None else stat.S_IMODE(mode)
+def _mode_bits(mode: Optional[int], default: int, rel: str) -> int:
+    if mode is None:
+        return default
+    # A mode line is any run of octal digits: one too big for stat (atheris found it) or of another
+    # file type is not a regular file's mode (git writes 100644 or 100755).
+    if mode >> 16 or stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+        raise PatchInvalid(f"mode {mode:o} is not a regular file's mode (100644 or 100755)", file=rel)
+    return stat.S_IMODE(mode)
 
 
 def _plan_create(fp: FilePatch, rel: str, work: _PatchWork) -> FileReport:
     content = _new_side(fp.hunks)
-    mode = _mode_bits(fp.new_mode, _NEW_FILE_MODE)
+    mode = _mode_bits(fp.new_mode, _NEW_FILE_MODE, rel)
     current = work.get(rel)
     if current is not None:
         if current.content == content:
@@ -344,7 +350,7 @@ def _plan_move(fp: FilePatch, old: str, new: str, work: _PatchWork, fuzz: int) -
         raise PatchConflict(f"the {operation}d file does not match the patch", file=old,
                             hunk=_first_bad_hunk(result))
     content = source.content if result is None or result.content is None else result.content
-    work.put(new, FileState(content, _mode_bits(fp.new_mode, source.mode)))
+    work.put(new, FileState(content, _mode_bits(fp.new_mode, source.mode, new)))
     if fp.kind == RENAME:
         work.put(old, None)
     return FileReport(path=new, status=APPLIED, operation=operation,
@@ -356,7 +362,7 @@ def _plan_modify(fp: FilePatch, rel: str, work: _PatchWork, fuzz: int) -> FileRe
     if current is None:
         raise PatchConflict("the file is missing, although its package is installed: the patch does not "
                             "fit this image's version", file=rel)
-    new_mode = _mode_bits(fp.new_mode, current.mode)
+    new_mode = _mode_bits(fp.new_mode, current.mode, rel)
     if not fp.hunks:
         status = ALREADY_APPLIED if new_mode == current.mode else APPLIED
         work.put(rel, FileState(current.content, new_mode))

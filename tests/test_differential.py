@@ -24,7 +24,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -141,6 +141,7 @@ class Outcome:
     offsets: Dict[int, int]
     output: str = ""
     status: str = ""
+    lines: Dict[int, int] = field(default_factory=dict)
 
 
 def _run_gnu(work: Path, target: bytes, patch: bytes) -> Outcome:
@@ -150,11 +151,14 @@ def _run_gnu(work: Path, target: bytes, patch: bytes) -> Outcome:
                            "--reject-file=-", "-i", str(work / "gnu.patch")],
                           cwd=tree, capture_output=True, text=True, check=False)
     offsets: Dict[int, int] = {}
+    lines: Dict[int, int] = {}
     for line in done.stdout.splitlines():
         found = GNU_OK.match(line.strip())
         if found:
             offsets[int(found.group(1))] = int(found.group(3) or 0)
-    return Outcome(done.returncode == 0, (tree / MODULE).read_bytes(), offsets, done.stdout + done.stderr)
+            lines[int(found.group(1))] = int(found.group(2))
+    return Outcome(done.returncode == 0, (tree / MODULE).read_bytes(), offsets, done.stdout + done.stderr,
+                   lines=lines)
 
 
 def _run_kolla(work: Path, target: bytes, patch: bytes) -> Outcome:
@@ -163,9 +167,11 @@ def _run_kolla(work: Path, target: bytes, patch: bytes) -> Outcome:
     report = apply_patches(PatchRequest(target=tree, patterns=(f"{work}/fix-patches/*.patch",)))
     result = report.patches[0]
     offsets = {h.index: h.offset for f in result.files for h in f.hunks}
+    lines = {h.index: h.line for f in result.files for h in f.hunks}
     after = read_tree(tree)
     assert set(after) == {"pkg/__init__.py", MODULE}, "a stray file was left in the target"
-    return Outcome(result.status == "applied", (tree / MODULE).read_bytes(), offsets, result.reason, result.status)
+    return Outcome(result.status == "applied", (tree / MODULE).read_bytes(), offsets, result.reason, result.status,
+                   lines=lines)
 
 
 # -- the comparison --------------------------------------------------------------------------
@@ -218,6 +224,7 @@ def _compare(target: bytes, patch: bytes, gnu: Outcome, kolla: Outcome) -> None:
         assert kolla.content == gnu.content, "the two tools produced different files"
         assert kolla.offsets == {i: gnu.offsets.get(i, 0) for i in kolla.offsets}, (
             f"offsets differ: kolla {kolla.offsets}, GNU {gnu.offsets}\n{gnu.output}")
+        _compare_lines(patch, gnu, kolla)
         return
     why = _documented_divergence(target, patch, gnu)
     _event(f"documented divergence: {why and why.split(' ', 2)[-1]}")
@@ -225,6 +232,15 @@ def _compare(target: bytes, patch: bytes, gnu: Outcome, kolla: Outcome) -> None:
                              f"{gnu.output}")
     assert kolla.status in ("conflict", "already-applied")
     assert kolla.content == target
+
+
+def _compare_lines(patch: bytes, gnu: Outcome, kolla: Outcome) -> None:
+    """GNU prints the line in the file being written: ours (original file) + lines added before."""
+    added = 0
+    for hunk in parse_patch(patch, name="p").files[0].hunks:
+        if hunk.index in gnu.lines:
+            assert kolla.lines[hunk.index] + added == gnu.lines[hunk.index], (kolla.lines, gnu.output)
+        added += hunk.new_len - hunk.old_len
 
 
 def _check_case(before: bytes, after: bytes, target: bytes) -> None:

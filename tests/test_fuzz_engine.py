@@ -11,6 +11,7 @@ stress``) runs many more examples and a longer atheris run.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -171,6 +172,7 @@ def test_atheris_finds_no_uncaught_exception(tmp_path: Path) -> None:
         [sys.executable, str(ROOT / "tests" / "fuzz_atheris_engine.py"), f"-runs={runs}",
          f"-max_total_time={seconds}", "-max_len=4096", "-rss_limit_mb=1024", str(corpus)],
         cwd=tmp_path, capture_output=True, text=True, timeout=seconds + 120, check=False)
-    tail = (done.stdout + done.stderr)[-3000:]
-    assert done.returncode == 0, tail
-    assert "Done" in done.stderr or "DONE" in done.stderr.upper(), tail
+    output = done.stdout + done.stderr
+    crash = output.find("Uncaught Python exception")
+    assert done.returncode == 0, output[crash:crash + 4000] if crash >= 0 else output[-4000:]
+    assert re.search(r"^Done \d+ runs", output, re.MULTILINE), output[-4000:]

@@ -159,9 +159,7 @@ def test_thousands_of_files_in_one_patch(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("path", "statuses"), [
     pytest.param("greeter/" + "d/" * 300 + "deep.py", {"applied", "conflict"}, id="300-folders-deep"),
-    pytest.param("greeter/" + "n" * 300 + ".py", {"refused", "invalid"}, id="name-too-long",
-                 marks=pytest.mark.xfail(strict=True, raises=OSError, reason=(
-                     "bug: confine.lstat_at lets ENAMETOOLONG escape check_patches as a raw OSError"))),
+    pytest.param("greeter/" + "n" * 300 + ".py", {"refused", "invalid"}, id="name-too-long"),
     pytest.param("greeter/" + ("x" * 250 + "/") * 15 + "m.py", {"applied", "conflict"}, id="path-near-path-max"),
 ])
 def test_deep_and_long_paths_end_cleanly(tmp_path: Path, path: str, statuses: set) -> None:
@@ -193,6 +191,11 @@ def test_deep_and_long_paths_end_cleanly(tmp_path: Path, path: str, statuses: se
     pytest.param(b"--- /dev/null\n+++ b/greeter/x.py\n@@ -0,0 +1,3 @@\n+x = 1\n", {"invalid"}, id="short-hunk"),
     pytest.param(b"--- /dev/null\n+++ b/greeter/x.py\n@@ -0,0 +99999999999999999999 @@\n+x = 1\n", {"invalid"},
                  id="absurd-count"),
+    pytest.param(b"diff --git a/greeter/n.py b/greeter/n.py\nnew file mode 1000000000000000000000644\n"
+                 b"--- /dev/null\n+++ b/greeter/n.py\n@@ -0,0 +1 @@\n+x = 1\n", {"invalid"},
+                 id="mode-too-big-found-by-atheris"),
+    pytest.param(b"diff --git a/greeter/hello.py b/greeter/hello.py\nold mode 100644\nnew mode 40755\n",
+                 {"invalid"}, id="mode-of-a-folder"),
     pytest.param(b"\x00\x01\x02binary\xff" * 100, {"invalid"}, id="random-bytes"),
     pytest.param(b"", {"invalid"}, id="empty"),
     pytest.param(b"diff --git a/greeter/hello.py b/greeter/hello.py\nGIT binary patch\nliteral 3\nKcmZ?wU|;|M00aO5\n",
@@ -402,3 +405,18 @@ def test_a_state_folder_that_cannot_hold_the_journal_writes_nothing(tmp_path: Pa
     report = apply_patches(replace(request, state_file=tmp_path / "not-a-folder" / "state.json"))
     assert report.failed and not report.written and report.error_operation == "mkdir"
     assert read_tree(request.target) == before
+
+
+@pytest.mark.parametrize("kind", ["dangling-symlink", "device"])
+def test_a_patch_entry_that_cannot_be_read_is_never_silently_ignored(tmp_path: Path, kind: str) -> None:
+    """A patch that is there but unreadable is an error or an `invalid` patch, never nothing."""
+    from kolla_entry.errors import EnvironmentProblem
+
+    request = _setup(tmp_path, {})
+    link = tmp_path / "evil-patches" / "0001-fix.patch"
+    link.symlink_to(tmp_path / "missing.patch" if kind == "dangling-symlink" else Path("/dev/zero"))
+    try:
+        report = check_patches(request)
+    except EnvironmentProblem:
+        return
+    assert [p.status for p in report.patches] == ["invalid"]
