@@ -2,7 +2,7 @@
 Working out a patch series in memory: relevance, strip, confinement, matching, compile check.
 
 Nothing here writes. Reads of the target go through ``confine.read_target``; each patch sees the
-results of the earlier ones through an in-memory overlay (:class:`Overlay`). The result is a
+results of the earlier ones through an in-memory overlay (``overlay.Overlay``). The result is a
 value: one report per patch and the net file changes of the whole series.
 """
 
@@ -31,18 +31,11 @@ from kolla_entry.model import (
     Hunk,
     HunkResult,
 )
+from kolla_entry.overlay import FileState, Overlay, PatchWork
 from kolla_entry.report import FileReport, PatchReport
 from kolla_entry.transaction import FileChange
 
 _NEW_FILE_MODE = 0o644
-
-
-@dataclass(frozen=True)
-class FileState:
-    """A regular file's content and permission bits."""
-
-    content: bytes
-    mode: int
 
 
 @dataclass(frozen=True)
@@ -63,69 +56,6 @@ class SeriesPlan:
 
     reports: Tuple[PatchReport, ...]
     changes: Tuple[FileChange, ...]
-
-
-class Overlay:
-    """
-    The target as the earlier patches of the series leave it, kept in memory.
-
-    Only the files patches name are ever read: the cost follows the patches, not site-packages.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._original: Dict[str, Optional[FileState]] = {}
-        self._current: Dict[str, Optional[FileState]] = {}
-
-    def get(self, rel: str) -> Optional[FileState]:
-        """The file's state now (after the earlier patches), None if absent."""
-        if rel in self._current:
-            return self._current[rel]
-        if rel not in self._original:
-            found = confine.read_target(self.root, rel)
-            self._original[rel] = None if found is None else FileState(found.content, stat.S_IMODE(found.mode))
-        return self._original[rel]
-
-    def top_level_exists(self, rel: str) -> bool:
-        """Whether the first folder (or file) of ``rel`` is installed in the target."""
-        top = rel.split("/", 1)[0]
-        if any(path.split("/", 1)[0] == top and state is not None for path, state in self._current.items()):
-            return True
-        return confine.top_level_exists(self.root, rel)
-
-    def update(self, writes: Dict[str, Optional[FileState]]) -> None:
-        """Make a patch's writes visible to the patches after it."""
-        for rel in writes:
-            self.get(rel)
-        self._current.update(writes)
-
-    def net_changes(self) -> Tuple[FileChange, ...]:
-        """What differs from the target on disk, as changes for the transaction."""
-        changes = []
-        for rel, state in self._current.items():
-            if state == self._original.get(rel):
-                continue
-            if state is None:
-                changes.append(FileChange(path=rel, content=None, mode=None))
-            else:
-                changes.append(FileChange(path=rel, content=state.content, mode=state.mode))
-        return tuple(sorted(changes, key=lambda change: change.path))
-
-
-class _PatchWork:
-    """Reads and writes of one patch, layered over the series overlay until the patch succeeds."""
-
-    def __init__(self, overlay: Overlay) -> None:
-        self.overlay = overlay
-        self.writes: Dict[str, Optional[FileState]] = {}
-
-    def get(self, rel: str) -> Optional[FileState]:
-        if rel in self.writes:
-            return self.writes[rel]
-        return self.overlay.get(rel)
-
-    def put(self, rel: str, state: Optional[FileState]) -> None:
-        self.writes[rel] = state
 
 
 def plan_series(
@@ -195,7 +125,7 @@ def plan_patch(
         if not _is_relevant(patch.files[0], first, overlay):
             reason = f"{first} does not exist in the target: the patch belongs to another image"
             return PatchReport(patch=name, status=SKIPPED, sha256=sha256, reason=reason, file=first), {}
-        work = _PatchWork(overlay)
+        work = PatchWork(overlay)
         files = [_plan_file(fp, old, new, work, fuzz) for fp, (old, new) in zip(patch.files, paths)]
         _check_compiles(work)
     except (PatchInvalid, PatchRefused, PatchConflict) as err:
@@ -275,7 +205,7 @@ def _is_relevant(fp: FilePatch, first: str, overlay: Overlay) -> bool:
 
 
 def _plan_file(
-    fp: FilePatch, old: Optional[str], new: Optional[str], work: _PatchWork, fuzz: int
+    fp: FilePatch, old: Optional[str], new: Optional[str], work: PatchWork, fuzz: int
 ) -> FileReport:
     shown = new if fp.kind == CREATE else old
     assert shown is not None
@@ -308,7 +238,7 @@ def _mode_bits(mode: Optional[int], default: int, rel: str) -> int:
     return stat.S_IMODE(mode)
 
 
-def _plan_create(fp: FilePatch, rel: str, work: _PatchWork) -> FileReport:
+def _plan_create(fp: FilePatch, rel: str, work: PatchWork) -> FileReport:
     content = _new_side(fp.hunks)
     mode = _mode_bits(fp.new_mode, _NEW_FILE_MODE, rel)
     current = work.get(rel)
@@ -321,7 +251,7 @@ def _plan_create(fp: FilePatch, rel: str, work: _PatchWork) -> FileReport:
                       hunks=tuple(HunkResult(index=h.index, status=APPLIED, line=1) for h in fp.hunks))
 
 
-def _plan_delete(fp: FilePatch, rel: str, work: _PatchWork, fuzz: int) -> FileReport:
+def _plan_delete(fp: FilePatch, rel: str, work: PatchWork, fuzz: int) -> FileReport:
     current = work.get(rel)
     if current is None:
         return FileReport(path=rel, status=ALREADY_APPLIED, operation="delete")
@@ -333,7 +263,7 @@ def _plan_delete(fp: FilePatch, rel: str, work: _PatchWork, fuzz: int) -> FileRe
     return FileReport(path=rel, status=APPLIED, operation="delete", hunks=result.hunks)
 
 
-def _plan_move(fp: FilePatch, old: str, new: str, work: _PatchWork, fuzz: int) -> FileReport:
+def _plan_move(fp: FilePatch, old: str, new: str, work: PatchWork, fuzz: int) -> FileReport:
     source, dest = work.get(old), work.get(new)
     operation = "rename" if fp.kind == RENAME else "copy"
     if dest is not None and (source is None or fp.kind == COPY):
@@ -357,7 +287,7 @@ def _plan_move(fp: FilePatch, old: str, new: str, work: _PatchWork, fuzz: int) -
                       hunks=() if result is None else result.hunks)
 
 
-def _plan_modify(fp: FilePatch, rel: str, work: _PatchWork, fuzz: int) -> FileReport:
+def _plan_modify(fp: FilePatch, rel: str, work: PatchWork, fuzz: int) -> FileReport:
     current = work.get(rel)
     if current is None:
         raise PatchConflict("the file is missing, although its package is installed: the patch does not "
@@ -405,7 +335,7 @@ def _hunk_conflict(rel: str, result: FileResult) -> PatchConflict:
     return _HunkConflict(reason or "the patch does not fit this file", file=rel, hunk=bad, hunks=result.hunks)
 
 
-def _check_compiles(work: _PatchWork) -> None:
+def _check_compiles(work: PatchWork) -> None:
     # A hot-fix that leaves a module unimportable must never reach a running service.
     for rel, state in work.writes.items():
         if state is None or not rel.endswith(".py"):
