@@ -3,8 +3,8 @@ Hunk placement: where each hunk of a file patch goes, and whether it is already 
 
 :func:`apply_hunks` is pure: file bytes and hunks in, a :class:`~kolla_entry.model.FileResult` out.
 
-Placement mirrors GNU patch 2.7.6's ``locate_hunk`` (checked against /usr/bin/patch, see
-tests/test_match.py):
+Placement mirrors GNU patch 2.7.6's ``locate_hunk`` (the search itself is in
+:mod:`kolla_entry._match_search`; checked against /usr/bin/patch, see tests/test_match.py):
 
 - A hunk is tried at its stated line plus the offset carried over from the previous hunk, then at
   growing distances, the later line first on a tie (GNU tries ``+k`` before ``-k``).
@@ -51,10 +51,10 @@ side as found in the file.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
+from kolla_entry._match_search import EXACT, LOOSE, Found, Search, Shape, Side, Text, exact_key, find, levels
 from kolla_entry.model import (
     ALREADY_APPLIED,
     APPLIED,
@@ -63,133 +63,14 @@ from kolla_entry.model import (
     REMOVE,
     FileResult,
     Hunk,
-    HunkLine,
     HunkResult,
 )
-
-_EXACT = "exact"
-_LOOSE = "loose"
-_TRAILING_WS = b" \t\r"
-
-
-def _exact_key(text: bytes) -> bytes:
-    # One trailing \r is a CRLF line ending, not content: it lets LF-normalised patches match.
-    return text[:-1] if text.endswith(b"\r") else text
-
-
-def _loose_key(text: bytes) -> bytes:
-    return text.rstrip(_TRAILING_WS)
-
-
-_KEYS = {_EXACT: _exact_key, _LOOSE: _loose_key}
-
-
-class _Text:
-    """The target file as lines (terminators kept), with per-mode content indexes built on demand."""
-
-    def __init__(self, content: bytes) -> None:
-        parts = content.split(b"\n")
-        self.lines: List[bytes] = [part + b"\n" for part in parts[:-1]]
-        if parts[-1]:
-            self.lines.append(parts[-1])
-        self.bodies = [line[:-1] if line.endswith(b"\n") else line for line in self.lines]
-        self.size = len(self.lines)
-        self.open_end = bool(parts[-1])  # the last line has no terminator
-        self._keys: Dict[str, List[bytes]] = {}
-        self._index: Dict[str, Dict[bytes, List[int]]] = {}
-        self._ending: Optional[bytes] = None
-
-    def keys(self, mode: str) -> List[bytes]:
-        if mode not in self._keys:
-            self._keys[mode] = [_KEYS[mode](body) for body in self.bodies]
-        return self._keys[mode]
-
-    def index(self, mode: str) -> Dict[bytes, List[int]]:
-        """Line key -> ascending positions, so a search visits candidates, not the whole file."""
-        if mode not in self._index:
-            index: Dict[bytes, List[int]] = {}
-            for position, key in enumerate(self.keys(mode)):
-                index.setdefault(key, []).append(position)
-            self._index[mode] = index
-        return self._index[mode]
-
-    def line_matches(self, i: int, line: HunkLine, mode: str) -> bool:
-        if mode == _LOOSE:
-            return self.keys(_LOOSE)[i] == _loose_key(line.text)
-        body = self.bodies[i]
-        terminated = not (self.open_end and i == self.size - 1)
-        return (body == line.text or body == line.text + b"\r") and terminated == line.newline
-
-    def ending(self, hunk: Hunk) -> bytes:
-        """The line ending for added lines: the file's majority, or the hunk's for an empty file."""
-        if self._ending is None:
-            crlf = sum(1 for line in self.lines if line.endswith(b"\r\n"))
-            terminated = self.size - (1 if self.open_end else 0)
-            self._ending = (b"\r\n" if 2 * crlf > terminated else b"\n") if terminated else b""
-        if self._ending:
-            return self._ending
-        added = [line.text for line in hunk.new_lines if line.text]
-        return b"\r\n" if added and all(text.endswith(b"\r") for text in added) else b"\n"
-
-
-@dataclass(frozen=True)
-class _Side:
-    """One side of a hunk: its lines and where it says it starts (0-based; for an empty side, the gap)."""
-
-    lines: Tuple[HunkLine, ...]
-    first: int
-
-    @classmethod
-    def of(cls, lines: Tuple[HunkLine, ...], start: int) -> _Side:
-        # Unified diffs number an empty range by the line before it (``-5,0``), GNU's p_first++.
-        return cls(lines, start - 1 if lines else start)
-
-    @property
-    def end(self) -> int:
-        return self.first + len(self.lines)
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """Leading and trailing context line counts, as GNU patch's prefix/suffix context."""
-
-    prefix: int
-    suffix: int
-
-    @classmethod
-    def of(cls, hunk: Hunk) -> _Shape:
-        ops = [line.op for line in hunk.lines]
-        prefix = next((i for i, op in enumerate(ops) if op != CONTEXT), len(ops))
-        suffix = next((i for i, op in enumerate(reversed(ops)) if op != CONTEXT), len(ops))
-        return cls(prefix, suffix)
-
-    @property
-    def context(self) -> int:
-        return max(self.prefix, self.suffix)
-
-
-@dataclass(frozen=True)
-class _Search:
-    """One look for one side: how (mode, fuzz) and where (stated guess, lowest allowed start)."""
-
-    side: _Side
-    shape: _Shape
-    mode: str
-    fuzz: int
-    guess: int
-    low: int
-
-
-@dataclass(frozen=True)
-class _Found:
-    """The nearest start of a side (None: nowhere), and whether a loose search saw a second one."""
-
-    start: Optional[int]
-    ambiguous: bool = False
 
 
 @dataclass(frozen=True)
 class _Place:
+    """Where a hunk goes: ``forward`` (old side found, to apply) or not (new side found, applied)."""
+
     forward: bool
     start: int
     fuzz: int
@@ -205,81 +86,8 @@ class _Track:
     new_offset: int = 0
 
 
-def _by_distance(guess: int, later: Iterable[int], earlier: Iterable[int]) -> Iterator[int]:
-    """Merge ascending starts >= guess and descending starts < guess, nearest first, later on a tie."""
-    up, down = iter(later), iter(earlier)
-    a, b = next(up, None), next(down, None)
-    while a is not None or b is not None:
-        if b is None or (a is not None and a - guess <= guess - b):
-            assert a is not None
-            yield a
-            a = next(up, None)
-        else:
-            yield b
-            b = next(down, None)
-
-
-def _matches_at(text: _Text, side: _Side, start: int, skip: Tuple[int, int], mode: str) -> bool:
-    head, tail = skip
-    return all(text.line_matches(start + j, side.lines[j], mode) for j in range(head, len(side.lines) - tail))
-
-
-def _free_starts(text: _Text, search: _Search, skip: Tuple[int, int], high: int) -> Iterator[int]:
-    """Candidate starts in [low, high], GNU's order, from the index of the rarest compared line."""
-    side, guess, low = search.side, search.guess, search.low
-    compared = range(skip[0], len(side.lines) - skip[1])
-    if not compared:  # fuzz dropped every line: anything fits, as in GNU patch
-        yield from _by_distance(guess, range(max(guess, low), high + 1), range(min(guess, high + 1) - 1, low - 1, -1))
-        return
-    index, key = text.index(search.mode), _KEYS[search.mode]
-    j = min(compared, key=lambda k: len(index.get(key(side.lines[k].text), ())))
-    positions = index.get(key(side.lines[j].text), [])
-    a = bisect.bisect_left(positions, low + j)
-    b = bisect.bisect_right(positions, high + j)
-    g = max(a, min(b, bisect.bisect_left(positions, guess + j)))
-    later = (positions[k] - j for k in range(g, b))
-    earlier = (positions[k] - j for k in range(g - 1, a - 1, -1))
-    yield from _by_distance(guess, later, earlier)
-
-
-def _starts(text: _Text, search: _Search) -> Iterator[int]:
-    """Every start where the side matches, in GNU patch's order of preference (locate_hunk)."""
-    side, shape, fuzz = search.side, search.shape, search.fuzz
-    size = len(side.lines)
-    head = fuzz + shape.prefix - shape.context
-    tail = fuzz + shape.suffix - shape.context
-    if head < 0 and side.first <= 0:  # anchored to the top of the file
-        if search.low == 0 and size - tail <= text.size and _matches_at(text, side, 0, (0, tail), search.mode):
-            yield 0
-        return
-    head = max(head, 0)
-    if tail < 0:  # anchored to the end of the file
-        start = text.size - size
-        if start >= search.low and _matches_at(text, side, start, (head, 0), search.mode):
-            yield start
-        return
-    high = text.size - (size - tail)
-    for start in _free_starts(text, search, (head, tail), high):
-        if _matches_at(text, side, start, (head, tail), search.mode):
-            yield start
-
-
-def _find(text: _Text, search: _Search) -> _Found:
-    if not search.side.lines:
-        return _Found(None)
-    starts = _starts(text, search)
-    first = next(starts, None)
-    if search.mode == _LOOSE and first is not None and next(starts, None) is not None:
-        return _Found(first, ambiguous=True)
-    return _Found(first)
-
-
-def _levels(shape: _Shape, fuzz: int) -> List[Tuple[str, int]]:
-    return [(_EXACT, 0), (_LOOSE, 0)] + [(_EXACT, level) for level in range(1, min(fuzz, shape.context) + 1)]
-
-
 def _choose(
-    found: Tuple[_Found, _Found],
+    found: Tuple[Found, Found],
     guesses: Tuple[int, int],
     sizes: Tuple[int, int],
     anchors: Tuple[Optional[int], Optional[int]],
@@ -288,7 +96,7 @@ def _choose(
     """Pick the direction from one level's finds: a place, a conflict reason, or None (look further)."""
     fwd, rev = found
     mode, fuzz = level
-    loose = mode == _LOOSE
+    loose = mode == LOOSE
     if fwd.ambiguous or rev.ambiguous:
         start = fwd.start if fwd.ambiguous else rev.start
         assert start is not None
@@ -325,7 +133,8 @@ def _inside(old: Tuple[int, int], new: Tuple[int, int]) -> Optional[bool]:
     return None
 
 
-def _not_found(hunk: Hunk, shape: _Shape, guess: int, low: int, fuzz: int) -> str:
+def _not_found(hunk: Hunk, shape: Shape, guess: int, low: int, fuzz: int) -> str:
+    """The conflict reason for a hunk found nowhere: where it was looked for and how."""
     if shape.prefix < shape.suffix and hunk.old_start <= 1:
         where = "a hunk at the top of the file must match at line 1"
     elif shape.suffix < shape.prefix:
@@ -335,52 +144,40 @@ def _not_found(hunk: Hunk, shape: _Shape, guess: int, low: int, fuzz: int) -> st
     else:
         where = f"searched from line {low + 1}, after the previous hunk, to the end"
     tried = "also ignoring trailing whitespace"
-    levels = min(fuzz, shape.context)
-    if levels:
-        tried += f" and with fuzz up to {levels}"
+    most = min(fuzz, shape.context)
+    if most:
+        tried += f" and with fuzz up to {most}"
     return f"context not found near line {guess + 1} ({where}; {tried})"
 
 
-def _first_context(side: _Side) -> Optional[int]:
+def _first_context(side: Side) -> Optional[int]:
+    """The position of the side's first context line (its anchor), if any."""
     return next((i for i, line in enumerate(side.lines) if line.op == CONTEXT), None)
 
 
-def _clamp(guess: int, track: _Track, text: _Text) -> int:
+def _clamp(guess: int, track: _Track, text: Text) -> int:
+    """The guess kept between the previous hunk's end and the end of the file."""
     return max(track.low, min(guess, text.size))
 
 
-def _place(text: _Text, hunk: Hunk, track: _Track, fuzz: int) -> Union[_Place, str]:
+def _place(text: Text, hunk: Hunk, track: _Track, fuzz: int) -> Union[_Place, str]:
     """Find where ``hunk`` goes and which way, or say why it does not fit."""
-    old, new = _Side.of(hunk.old_lines, hunk.old_start), _Side.of(hunk.new_lines, hunk.new_start)
-    shape = _Shape.of(hunk)
+    old, new = Side.of(hunk.old_lines, hunk.old_start), Side.of(hunk.new_lines, hunk.new_start)
+    shape = Shape.of(hunk)
     guesses = (old.first + track.old_offset, new.first + track.new_offset)
     if not old.lines:
-        # A pure addition without context: GNU puts it at the stated place; only its lines found
-        # exactly there say it is already applied.
-        found = _find(text, _Search(new, shape, _EXACT, 0, guesses[1], track.low))
-        if new.lines and found.start == guesses[1]:
-            return _Place(False, found.start, 0, False)
-        if guesses[0] < track.low:  # GNU patch: "misordered hunks"
-            return f"has no context lines and its place, line {guesses[0] + 1}, lies within the previous hunk"
-        return _Place(True, min(guesses[0], text.size), 0, False)
+        return _place_addition(text, new, shape, guesses, track)
     neutral = hunk.old_lines == hunk.new_lines
     bare = all(line.op != CONTEXT for line in hunk.lines)
     anchors = (_first_context(old), _first_context(new))
-    for mode, level in _levels(shape, fuzz):
-        fwd = _find(text, _Search(old, shape, mode, level, guesses[0], track.low))
-        rev = _Found(None) if neutral else _find(text, _Search(new, shape, mode, level, guesses[1], track.low))
+    for mode, level in levels(shape, fuzz):
+        fwd = find(text, Search(old, shape, mode, level, guesses[0], track.low))
+        rev = Found(None) if neutral else find(text, Search(new, shape, mode, level, guesses[1], track.low))
         choice = _choose((fwd, rev), guesses, (len(old.lines), len(new.lines)), anchors, (mode, level))
         if isinstance(choice, _Place) and bare and (not new.lines or rev.start is not None):
-            stated = guesses[0] if choice.forward else guesses[1]
-            if choice.start != stated:
-                # Without context only the stated place tells "applied" from "not yet": a pure
-                # deletion found elsewhere may be a twin of lines it already deleted (deleting it
-                # would change the code on every restart), and so may either side of a
-                # replacement when both are found.
-                return (
-                    f"has no context lines and matches at line {choice.start + 1}, not at line "
-                    f"{stated + 1}: cannot tell whether it is already applied"
-                )
+            off_place = _off_stated_place(choice, guesses)
+            if off_place is not None:
+                return off_place
         if choice is not None:
             return choice
     if not new.lines:  # a pure deletion without context whose lines are nowhere: already done
@@ -388,8 +185,34 @@ def _place(text: _Text, hunk: Hunk, track: _Track, fuzz: int) -> Union[_Place, s
     return _not_found(hunk, shape, guesses[0], track.low, fuzz)
 
 
-def _advance(text: _Text, hunk: Hunk, place: _Place) -> _Track:
-    old, new = _Side.of(hunk.old_lines, hunk.old_start), _Side.of(hunk.new_lines, hunk.new_start)
+def _place_addition(text: Text, new: Side, shape: Shape, guesses: Tuple[int, int], track: _Track) -> Union[_Place, str]:
+    """Place a hunk with no old lines (a pure addition without context)."""
+    # GNU puts it at the stated place; only its lines found exactly there say it is already applied.
+    found = find(text, Search(new, shape, EXACT, 0, guesses[1], track.low))
+    if new.lines and found.start == guesses[1]:
+        return _Place(False, found.start, 0, False)
+    if guesses[0] < track.low:  # GNU patch: "misordered hunks"
+        return f"has no context lines and its place, line {guesses[0] + 1}, lies within the previous hunk"
+    return _Place(True, min(guesses[0], text.size), 0, False)
+
+
+def _off_stated_place(choice: _Place, guesses: Tuple[int, int]) -> Optional[str]:
+    """The conflict reason when a hunk without context was found away from its stated line."""
+    stated = guesses[0] if choice.forward else guesses[1]
+    if choice.start == stated:
+        return None
+    # Without context only the stated place tells "applied" from "not yet": a pure deletion found
+    # elsewhere may be a twin of lines it already deleted (deleting it would change the code on
+    # every restart), and so may either side of a replacement when both are found.
+    return (
+        f"has no context lines and matches at line {choice.start + 1}, not at line "
+        f"{stated + 1}: cannot tell whether it is already applied"
+    )
+
+
+def _advance(text: Text, hunk: Hunk, place: _Place) -> _Track:
+    """What a placed hunk leaves to the next: the end of its place and both sides' offsets."""
+    old, new = Side.of(hunk.old_lines, hunk.old_start), Side.of(hunk.new_lines, hunk.new_start)
     here, other = (old, new) if place.forward else (new, old)
     end = place.start + len(here.lines)
     offsets = (place.start - here.first, end - other.end)
@@ -398,15 +221,22 @@ def _advance(text: _Text, hunk: Hunk, place: _Place) -> _Track:
     return _Track(min(end, text.size), offsets[0], offsets[1])
 
 
-def _hunk_result(hunk: Hunk, place: _Place, status: str) -> HunkResult:
-    side = _Side.of(
-        hunk.old_lines if place.forward else hunk.new_lines, hunk.old_start if place.forward else hunk.new_start
+def _hunk_result(hunk: Hunk, result: Union[_Place, str], file_status: str) -> HunkResult:
+    """One hunk's result; a hunk whose two sides are equal takes the file's verdict."""
+    if isinstance(result, str):
+        return HunkResult(hunk.index, CONFLICT, reason=result)
+    if hunk.old_lines == hunk.new_lines:
+        status = ALREADY_APPLIED if file_status == ALREADY_APPLIED else APPLIED
+    else:
+        status = APPLIED if result.forward else ALREADY_APPLIED
+    side = Side.of(
+        hunk.old_lines if result.forward else hunk.new_lines, hunk.old_start if result.forward else hunk.new_start
     )
-    note = "matched ignoring trailing whitespace" if place.loose else ""
-    return HunkResult(hunk.index, status, place.start - side.first, place.fuzz, place.start + 1, note)
+    note = "matched ignoring trailing whitespace" if result.loose else ""
+    return HunkResult(hunk.index, status, result.start - side.first, result.fuzz, result.start + 1, note)
 
 
-def _assemble(text: _Text, placed: Sequence[Tuple[Hunk, _Place]]) -> bytes:
+def _assemble(text: Text, placed: Sequence[Tuple[Hunk, _Place]]) -> bytes:
     """The new content: file lines outside the hunks, context from the file, added lines from the hunk."""
     pieces: List[bytes] = []
     cursor = 0
@@ -422,7 +252,7 @@ def _assemble(text: _Text, placed: Sequence[Tuple[Hunk, _Place]]) -> bytes:
             elif line.op == REMOVE:
                 i += 1
             else:
-                body = _exact_key(line.text)
+                body = exact_key(line.text)
                 pieces.append(body + ending if line.newline else body)
         cursor = max(cursor, min(i, text.size))
     pieces.extend(text.lines[cursor:])
@@ -467,7 +297,7 @@ def apply_hunks(content: bytes, hunks: Sequence[Hunk], *, fuzz: int = 0) -> File
         ``content=None`` when a hunk fits nowhere, is ambiguous, or the patch is partly applied.
         Each hunk result carries its place (see the module doc for ``line`` and ``offset``).
     """
-    text = _Text(content)
+    text = Text(content)
     track = _Track()
     results: List[Union[_Place, str]] = []
     for hunk in hunks:
@@ -476,17 +306,7 @@ def apply_hunks(content: bytes, hunks: Sequence[Hunk], *, fuzz: int = 0) -> File
         if isinstance(result, _Place):
             track = _advance(text, hunk, result)
     status, reason = _verdict(hunks, results)
-    hunk_status = ALREADY_APPLIED if status == ALREADY_APPLIED else APPLIED
-    reports = tuple(
-        HunkResult(hunk.index, CONFLICT, reason=result)
-        if isinstance(result, str)
-        else _hunk_result(
-            hunk,
-            result,
-            hunk_status if hunk.old_lines == hunk.new_lines else (APPLIED if result.forward else ALREADY_APPLIED),
-        )
-        for hunk, result in zip(hunks, results)
-    )
+    reports = tuple(_hunk_result(hunk, result, status) for hunk, result in zip(hunks, results))
     if status == CONFLICT:
         return FileResult(CONFLICT, None, reports, reason)
     if status == ALREADY_APPLIED:

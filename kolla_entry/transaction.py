@@ -1,6 +1,9 @@
 """
 Committing file changes into a target all or nothing, and atomic single-file writes.
 
+The single-file writer, :func:`atomic_write_file`, lives in :mod:`kolla_entry._atomic_write`
+(import it from here); this module holds the transaction.
+
 How :func:`commit` works (issue #2 "Committing", issue #8):
 
 1. *Prepare* (reads only): validate and locate every path (:mod:`kolla_entry.confine`), refuse
@@ -32,9 +35,10 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from kolla_entry import journal as jr
+from kolla_entry._atomic_write import CREATE_FLAGS, atomic_write_file, write_fd
 from kolla_entry.confine import (
     DirCache,
     Located,
@@ -56,7 +60,6 @@ __all__ = ["FileChange", "atomic_write_file", "commit", "recover", "remove_stale
 
 #: Mode of a new file when the change does not give one.
 NEW_FILE_MODE = 0o644
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -80,104 +83,6 @@ class FileChange:
         if self.mode is not None and self.mode & ~0o7777:
             raise ValueError(f"FileChange.mode takes permission bits only, got {oct(self.mode)}")
 
-
-def _euid() -> int:
-    return os.geteuid()
-
-
-def _write_fd(fs: FileSystem, fd: int, rel: str, content: bytes, mode: int,
-              owner: Optional[Tuple[int, int]], durable: bool) -> None:
-    """Write, set owner and mode, fsync: the order that never exposes a secret."""
-    jr.step("write", rel, fs.write, fd, content, rel)
-    if owner is not None:
-        st = os.fstat(fd)
-        if _euid() == 0 or owner != (st.st_uid, st.st_gid):
-            jr.step("chown", rel, fs.fchown, fd, owner[0], owner[1], rel)
-    jr.step("chmod", rel, fs.fchmod, fd, mode, rel)
-    if durable:
-        jr.step("fsync", rel, fs.fsync, fd, rel)
-
-
-def atomic_write_file(path: Union[str, Path], content: bytes, *, mode: int, uid: Optional[int] = None,
-                      gid: Optional[int] = None, fs: FileSystem = REAL, durable: bool = True) -> None:
-    """
-    Replace one file atomically: temp in the same folder, owner and mode set before the rename.
-
-    The temp is created ``0o600``, so the content is never readable by others, even for a
-    moment; readers see the old file or the whole new one.
-
-    Args:
-        path: absolute path of the file (``str`` or ``Path``); its folder must exist. A symlink at ``path`` is
-            replaced, never followed.
-        content: the new bytes.
-        mode: permission bits of the new file.
-        uid: owner to set, None to keep the writer's (``-1`` semantics for one of the two).
-        gid: group to set, None to keep the writer's.
-        fs: the filesystem seam.
-        durable: fsync the file and its folder (False: atomic against a killed process, not
-            against a power loss).
-
-    Raises:
-        WriteFailed: an operation failed; the temp is removed and the old file is untouched,
-            unless only the final folder fsync failed (the message then says the file is written).
-    """
-    path = Path(path)
-    rel = str(path)
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as err:
-        raise WriteFailed(f"cannot open folder: {err.strerror}", operation="open", file=rel) from err
-    try:
-        _atomic_write_at(dir_fd, path.name, rel, content, mode,
-                         None if uid is None and gid is None else (_id(uid), _id(gid)), fs, durable)
-    except jr.StepError as err:
-        raise WriteFailed(f"{err.operation} failed: {err.error.strerror or err.error}",
-                          operation=err.operation, file=rel) from err.error
-    except _WrittenNotSynced as err:
-        raise WriteFailed(f"file written, but syncing its folder failed: {err.step.error.strerror}",
-                          operation="fsync", file=rel) from err.step.error
-    finally:
-        os.close(dir_fd)
-
-
-def _id(value: Optional[int]) -> int:
-    return -1 if value is None else value
-
-
-class _WrittenNotSynced(Exception):
-    """The file is in place, only the folder fsync after the rename failed."""
-
-    def __init__(self, step: jr.StepError) -> None:
-        super().__init__(str(step))
-        self.step = step
-
-
-def _atomic_write_at(dir_fd: int, name: str, rel: str, content: bytes, mode: int,
-                     owner: Optional[Tuple[int, int]], fs: FileSystem, durable: bool) -> None:
-    temp = temp_name(name)
-    fd = jr.step("open", rel, fs.open, temp, _CREATE_FLAGS, 0o600, dir_fd=dir_fd)
-    try:
-        try:
-            _write_fd(fs, fd, rel, content, mode, owner, durable)
-        finally:
-            os.close(fd)
-        jr.step("replace", rel, fs.replace, temp, name, dir_fd=dir_fd)
-    except BaseException:
-        _quiet_unlink(fs, temp, dir_fd)
-        raise
-    if durable:
-        try:
-            jr.step("fsync", rel, fs.fsync, dir_fd, rel)
-        except jr.StepError as err:
-            raise _WrittenNotSynced(err) from err.error
-
-
-def _quiet_unlink(fs: FileSystem, name: str, dir_fd: int) -> None:
-    try:
-        fs.unlink(name, dir_fd=dir_fd)
-    except OSError as err:
-        if err.errno != errno.ENOENT:
-            log.warning("temp_left_behind", temp=name, error=err.strerror)
 
 
 @dataclass(frozen=True)
@@ -287,17 +192,17 @@ class _Transaction:
         jr.step("mkdir", rel, self.fs.mkdir, dirs[-1], 0o700, dir_fd=parent)
         self.created.append(dirs)
         fd = self._open(dirs, rel)
-        if _euid() == 0 or owner != (os.geteuid(), os.getegid()):
+        if os.geteuid() == 0 or owner != (os.geteuid(), os.getegid()):
             jr.step("chown", rel, self.fs.fchown, fd, owner[0], owner[1], rel)
         jr.step("chmod", rel, self.fs.fchmod, fd, mode, rel)
 
     def _stage(self, plan: _Plan, record: jr.Record) -> None:
         fd_dir = self._open(record.dirs, record.rel)
         if record.temp is not None and plan.change.content is not None:
-            fd = jr.step("open", record.rel, self.fs.open, record.temp, _CREATE_FLAGS, 0o600, dir_fd=fd_dir)
+            fd = jr.step("open", record.rel, self.fs.open, record.temp, CREATE_FLAGS, 0o600, dir_fd=fd_dir)
             try:
                 record.temp_ino = os.fstat(fd).st_ino
-                _write_fd(self.fs, fd, record.rel, plan.change.content, plan.mode, plan.owner,
+                write_fd(self.fs, fd, record.rel, plan.change.content, plan.mode, plan.owner,
                           self.durable)
             finally:
                 os.close(fd)
@@ -421,4 +326,3 @@ def _fail(txn: _Transaction, err: BaseException) -> None:
                           operation=err.operation, file=err.rel) from err.error
     if isinstance(err, WriteFailed) and problems:
         raise WriteFailed(f"{err.message}; {rolled}", operation=err.operation, file=err.file) from err
-
