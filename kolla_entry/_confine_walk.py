@@ -106,21 +106,25 @@ class _Walk:
         self.links = 0
 
     def close(self) -> None:
+        """Close every folder of the walk."""
         for fd in self.fds:
             os.close(fd)
         self.fds = []
 
     def up(self) -> None:
+        """Step back to the parent folder (a ``..`` from a link target); never above the root."""
         if not self.dirs:
             raise PatchRefused("path resolves through a symlink to outside the target", file=self.rel)
         os.close(self.fds.pop())
         self.dirs.pop()
 
     def down(self, name: str) -> None:
+        """Enter folder ``name`` (``O_NOFOLLOW``)."""
         self.fds.append(open_dir(self.fds[-1], name))
         self.dirs.append(name)
 
     def expand(self, name: str) -> List[str]:
+        """The components of symlink ``name``'s target (relative only), counting it against the limit."""
         self.links += 1
         if self.links > MAX_SYMLINKS:
             raise PatchRefused("too many levels of symlinks", file=self.rel)

@@ -65,11 +65,15 @@ _T = TypeVar("_T")
 
 #: Every temp or backup file kolla-entry creates has this in its name; a patch may not name one.
 TEMP_MARKER = ".kolla-entry-"
+#: Names of kolla-entry's own files in a target (the crash journal): never a patch's to touch.
+RESERVED_PREFIX = ".kolla-entry"
 
+# O_NONBLOCK: a fifo swapped in after the lstat check must not hang the start.
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-# A temp name must fit NAME_MAX (255 bytes) with the dot and the marker around it.
-_NAME_BUDGET = 200
+# NAME_MAX on Linux filesystems.
 _MAX_NAME_BYTES = 255
+# A temp name must fit NAME_MAX with the dot and the marker around it.
+_NAME_BUDGET = 200
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,7 @@ def validate_relpath(path: str) -> str:
     for part in parts:
         if part == "..":
             raise PatchRefused("'..' component refused; paths must stay inside the target", file=path)
-        if TEMP_MARKER in part:
+        if TEMP_MARKER in part or part.startswith(RESERVED_PREFIX):
             raise PatchRefused(f"name containing {TEMP_MARKER!r} is reserved for kolla-entry temp files",
                                file=path)
         # NAME_MAX: the OS would refuse it later with a raw ENAMETOOLONG; refuse it by name now.

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-JOURNAL_NAME = "journal.json"
+#: The crash journal lives in the target itself: the same filesystem and container layer as the files
+#: it protects, so a restart after a kill -9 always finds it (a tmpfs /run would lose it).
+JOURNAL_NAME = ".kolla-entry.journal"
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,7 @@ class PatchRequest:
         strip: leading path components to strip (``-p``).
         fuzz: context lines that may be dropped at a hunk's edges.
         on_conflict: ``fail`` (nothing written if any patch fails) or ``skip`` (leave those out).
-        state_file: where ``apply_patches`` records what it did, and beside it the crash journal;
-            None records nothing.
+        state_file: where ``apply_patches`` records what it did; None records nothing.
     """
 
     target: Path
@@ -78,9 +79,13 @@ def _run(request: PatchRequest, *, dry_run: bool) -> SeriesReport:
     started = time.monotonic()
     if not request.target.is_dir():
         raise EnvironmentProblem("the target site-packages folder does not exist", file=str(request.target))
-    journal = request.state_file.parent / JOURNAL_NAME if request.state_file is not None else None
-    if not dry_run and journal is not None and journal.exists():
-        _recover(request.target, journal)
+    journal = request.target / JOURNAL_NAME
+    if journal.exists():
+        if dry_run:
+            log.warning("journal_pending", target=str(request.target), journal=str(journal),
+                        reason="an interrupted apply left a journal; apply-patches or run will finish it")
+        else:
+            _recover(request.target, journal)
     sources = discover(request.patterns)
     report = SeriesReport(target=str(request.target), dry_run=dry_run)
     changes: Tuple[FileChange, ...] = ()
@@ -133,7 +138,7 @@ def _recover(target: Path, journal: Path) -> None:
 
 
 def _commit(request: PatchRequest, report: SeriesReport, changes: Tuple[FileChange, ...],
-            journal: Optional[Path]) -> SeriesReport:
+            journal: Path) -> SeriesReport:
     if not changes:
         return report
     from kolla_entry import pycache

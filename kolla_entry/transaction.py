@@ -111,10 +111,12 @@ class _Transaction:
         self.journal_written = False
 
     def close(self) -> None:
+        """Close the open folders and the root."""
         self.cache.close()
 
     # -- prepare (reads only) ------------------------------------------------------------
     def prepare(self, changes: Sequence[FileChange]) -> None:
+        """Locate and check every change, decide modes, owners and folders to create (reads only)."""
         wanted: Dict[Tuple[str, ...], Tuple[Tuple[int, int], int]] = {}
         physical: Dict[str, str] = {}
         for change in changes:
@@ -172,6 +174,7 @@ class _Transaction:
 
     # -- stage, swap --------------------------------------------------------------------
     def run(self) -> None:
+        """Stage every change, then swap them all in, with the journal marking each phase."""
         self._write_journal(jr.STAGING)
         for dirs, owner, mode in self.to_create:
             self._mkdir(dirs, owner, mode)
