@@ -171,7 +171,7 @@ class ConfigCopy:
             os_call(lambda: self.fs.rename(staging, dest), "rename", dest, where)
         except BaseException:
             if moved:
-                self.fs.rename(old, dest)
+                os_call(lambda: self.fs.rename(old, dest), "rename", dest, where)
             raise
 
     def _copy_folder(self, source: str, dest: str, shown: str, seen: Set[Tuple[int, int]]) -> None:

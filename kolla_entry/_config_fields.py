@@ -8,6 +8,7 @@ as unknown) and names the entry and field in every :class:`~kolla_entry.errors.C
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -102,7 +103,8 @@ class Fields:
         value = self._get(key, False)
         if value is None:
             return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        # `not value > 0` also refuses NaN, which json.loads accepts and every comparison rejects.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
             raise self._error(key, f"expected a positive number of seconds, got {value!r}")
         return float(value)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
-from typing import Callable, List, Mapping, Tuple, TypeVar
+from typing import Callable, List, Mapping, Optional, Tuple, TypeVar
 
 from kolla_entry import fsops
 from kolla_entry._config_model import Owner
@@ -69,10 +69,22 @@ def refuse_non_file(path: str, entry: str) -> None:
                           entry=entry, file=path)
 
 
-def set_props(path: str, props: Props, entry: str, fs: fsops.FileSystem) -> None:
-    """Set owner and mode (``mode`` -1: keep) without following a symlink at ``path``."""
+def set_props(path: str, props: Props, entry: str, fs: fsops.FileSystem, *,
+              dir_fd: Optional[int] = None, name: Optional[str] = None) -> None:
+    """
+    Set owner and mode (``mode`` -1: keep) without following a symlink at ``path``.
+
+    With ``dir_fd`` and ``name`` the entry is opened relative to an already opened folder, so a
+    folder higher up swapped for a symlink meanwhile cannot redirect the change; ``path`` then
+    only names it in errors and logs. A symlink found there is left alone.
+    """
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    fd = os_call(lambda: fs.open(path, flags), "open", path, entry)
+    if dir_fd is not None and name is not None:
+        if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            return
+        fd = os_call(lambda: fs.open(name, flags, dir_fd=dir_fd), "open", path, entry)
+    else:
+        fd = os_call(lambda: fs.open(path, flags), "open", path, entry)
     try:
         st = os.fstat(fd)
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):

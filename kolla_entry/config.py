@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from kolla_entry._config_fields import Fields, parse_owner, parse_perm
 from kolla_entry._config_model import (
@@ -39,7 +39,6 @@ __all__ = [
     "PathEntry",
     "PermissionEntry",
     "ServiceConfig",
-    "as_mapping",
     "default_config_path",
     "dependencies_from_env",
     "load_config",
@@ -98,9 +97,19 @@ def _decode(text: str, path: Path) -> Any:
         except yaml.YAMLError as err:
             raise ConfigError(f"not valid YAML: {_one_line(str(err))}", file=str(path)) from err
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
     except json.JSONDecodeError as err:
         raise ConfigError(f"not valid JSON: {err.msg} at line {err.lineno}", file=str(path)) from err
+
+
+def _unique_keys(pairs: List[Tuple[str, Any]], path: Path) -> Dict[str, Any]:
+    # json.loads lets the last of two equal keys win: two "perm"s in one entry would go unnoticed.
+    result: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ConfigError(f"the key {key!r} appears twice in one object; keep one", file=str(path))
+        result[key] = value
+    return result
 
 
 def _one_line(text: str) -> str:
@@ -227,13 +236,3 @@ def dependencies_from_env(value: str) -> Tuple[Dependency, ...]:
     items = [item.strip() for item in value.split(",") if item.strip()]
     return tuple(parse_dependency(item, "KOLLA_ENTRY_DEPENDENCIES") for item in items)
 
-
-def as_mapping(config: ServiceConfig) -> Mapping[str, Any]:
-    """A short summary for the ``config_loaded`` event (counts only; no values)."""
-    return {
-        "config_files": len(config.config_files),
-        "directories": len(config.directories),
-        "files": len(config.files),
-        "permissions": len(config.permissions),
-        "dependencies": len(config.dependencies),
-    }

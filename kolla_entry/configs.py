@@ -27,7 +27,8 @@ import grp
 import os
 import pwd
 import re
-from typing import Dict, List, Mapping, Optional, Tuple
+import stat
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from kolla_entry import fsops
 from kolla_entry._config_copy import ConfigCopy, WrittenFile, write_config_file
@@ -185,6 +186,10 @@ def set_permissions(entry: PermissionEntry, ids: OwnerIds, fs: fsops.FileSystem 
     """
     Set owner (and mode, if given) on every match of the entry's glob, recursively if asked.
 
+    The recursion walks with folder descriptors and never follows a symlink (``os.fwalk``): a
+    service user who can write a log folder cannot redirect root's chown by swapping a subfolder
+    for a symlink during the walk.
+
     Returns:
         The number of paths changed or checked.
 
@@ -193,36 +198,44 @@ def set_permissions(entry: PermissionEntry, ids: OwnerIds, fs: fsops.FileSystem 
     """
     uid, gid = ids[entry.owner]
     excludes = [re.compile(pattern) for pattern in entry.exclude]
+
+    def props(is_dir: bool) -> Props:
+        mode = -1 if entry.perm is None else (dir_mode(entry.perm) if is_dir else entry.perm)
+        return Props(uid, gid, mode, str(entry.owner))
+
+    def excluded(path: str) -> bool:
+        return any(pattern.search(path) for pattern in excludes)
+
     count = 0
     matches = sorted(glob.glob(entry.path))
     for path in matches:
-        for target, is_dir in _permission_targets(path, entry.recurse, excludes):
-            mode = None if entry.perm is None else (dir_mode(entry.perm) if is_dir else entry.perm)
-            set_props(target, Props(uid, gid, -1 if mode is None else mode, str(entry.owner)),
-                       entry.entry, fs)
-            count += 1
+        if excluded(path) or os.path.islink(path) or not (os.path.isdir(path) or os.path.isfile(path)):
+            continue
+        is_dir = os.path.isdir(path)
+        set_props(path, props(is_dir), entry.entry, fs)
+        count += 1
+        if is_dir and entry.recurse:
+            count += _set_tree(path, props, excluded, entry.entry, fs)
     log.info("permissions_set", path=entry.path, matches=len(matches), changed=count,
              owner=str(entry.owner), perm=None if entry.perm is None else octal(entry.perm))
     return count
 
 
-def _permission_targets(path: str, recurse: bool, excludes: List[re.Pattern[str]]) -> List[Tuple[str, bool]]:
-    """Regular files and folders to change, symlinks and excluded paths left out."""
-    if any(p.search(path) for p in excludes) or os.path.islink(path):
-        return []
-    if not os.path.isdir(path):
-        return [(path, False)] if os.path.isfile(path) else []
-    targets = [(path, True)]
-    if recurse:
-        for root, dirnames, filenames in os.walk(path):
-            dirnames[:] = sorted(d for d in dirnames if not any(p.search(os.path.join(root, d)) for p in excludes))
-            for name in dirnames:
-                full = os.path.join(root, name)
-                if not os.path.islink(full):
-                    targets.append((full, True))
-            for name in sorted(filenames):
-                full = os.path.join(root, name)
-                if not any(p.search(full) for p in excludes) and os.path.isfile(full) and not os.path.islink(full):
-                    targets.append((full, False))
-    return targets
-
+def _set_tree(top: str, props: Callable[[bool], Props], excluded: Callable[[str], bool], entry: str,
+              fs: fsops.FileSystem) -> int:
+    """Apply ``props`` below ``top``, relative to each open folder; excluded folders are not entered."""
+    count = 0
+    for root, dirnames, filenames, dir_fd in os.fwalk(top, follow_symlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not excluded(os.path.join(root, d)))
+        for name in dirnames:
+            set_props(os.path.join(root, name), props(True), entry, fs, dir_fd=dir_fd, name=name)
+            count += 1
+        for name in sorted(filenames):
+            full = os.path.join(root, name)
+            if excluded(full):
+                continue
+            mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+            if stat.S_ISREG(mode):
+                set_props(full, props(False), entry, fs, dir_fd=dir_fd, name=name)
+                count += 1
+    return count

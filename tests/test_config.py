@@ -97,6 +97,8 @@ class TestParseConfig:
         ({"dependencies": [{"tcp": "h:70000"}]}, "dependencies[0].tcp", "1-65535"),
         ({"dependencies": [{"http": "h:1"}]}, "dependencies[0].tcp", "required"),
         ({"dependency_timeout": 0}, "dependency_timeout", "positive"),
+        ({"dependency_timeout": float("nan")}, "dependency_timeout", "positive"),
+        ({"dependency_timeout": float("inf")}, "dependency_timeout", "positive"),
         ({"premissions": []}, "premissions", "unknown key"),
     ], ids=lambda v: v if isinstance(v, str) else None)
     def test_invalid_config_names_entry_and_field(self, data: Any, entry: str, words: str) -> None:
@@ -190,6 +192,7 @@ class TestLoadConfig:
     @pytest.mark.parametrize(("name", "text", "words"), [
         ("config.json", "{\"command\": ", "not valid JSON"),
         ("config.yaml", "command: [", "not valid YAML"),
+        ("config.json", '{"files": [{"path": "/a", "owner": "a", "perm": "0600", "perm": "0777"}]}', "appears twice"),
     ])
     def test_syntax_errors_name_the_file(self, tmp_path: Path, name: str, text: str, words: str) -> None:
         path = tmp_path / name

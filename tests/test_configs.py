@@ -205,6 +205,29 @@ class TestPermissions:
         assert _owner(tmp_path / "data/d.gz")[0] == 0
         assert _owner(Path("/etc/passwd")) == passwd_before
 
+    def test_subfolder_swapped_for_a_symlink_during_the_walk_is_not_followed(
+            self, tmp_path: Path, accounts: sysusers.Accounts) -> None:
+        """A service user who can write a log folder cannot redirect root's recursive chown outside it."""
+        make_tree(tmp_path / "logs", {"sub/a.log": b"", "sub/b.log": b""})
+        make_tree(tmp_path / "outside", {"a.log": b"secret", "b.log": b"secret"})
+        outside_before = read_tree(tmp_path / "outside"), _owner(tmp_path / "outside/a.log")
+
+        class SwapFS(fsops.FileSystem):
+            swapped = False
+
+            def _count(self, operation: str, path: str) -> None:
+                if not self.swapped and path.endswith("sub/a.log"):
+                    os.rename(tmp_path / "logs/sub", tmp_path / "logs/sub.moved")
+                    os.symlink(tmp_path / "outside", tmp_path / "logs/sub")
+                    SwapFS.swapped = True
+
+        _apply({"permissions": [{"path": f"{tmp_path}/logs", "owner": accounts.service.name, "perm": "0640",
+                                 "recurse": True}]}, fs=SwapFS())
+        assert SwapFS.swapped
+        assert (read_tree(tmp_path / "outside"), _owner(tmp_path / "outside/a.log")) == outside_before
+        assert _owner(tmp_path / "outside/b.log")[0] == 0
+        assert _owner(tmp_path / "logs/sub.moved/a.log")[0] == accounts.service.uid
+
     def test_glob_without_match_is_fine_and_perm_is_optional(self, tmp_path: Path,
                                                              accounts: sysusers.Accounts) -> None:
         make_tree(tmp_path, {"x.log": (b"", 0o604)})
