@@ -21,12 +21,14 @@ Placement mirrors GNU patch 2.7.6's ``locate_hunk`` (the search itself is in
 Our additions:
 
 - Direction. Each hunk is looked for both ways at once: its old side (not yet applied) and its new
-  side (already applied), each nearest its stated line. The nearer wins, a tie is a conflict. The
+  side (already applied), each nearest its stated line. A side found exactly at its stated line
+  wins over the other found elsewhere; otherwise the nearer wins, a tie is a conflict. The
   first level that finds either side decides, in this order: exact; trailing whitespace ignored;
   then fuzz 1..N. So fuzz never outvotes an exact match, and a twin that only matches loosely
   never makes a fresh fix look applied (the nova ``claims.py`` trap of ``patch -R --fuzz 2``).
-  Two refinements: when one side's place lies within the other's (an addition's context inside
-  its result), the larger find wins whatever the distance; when both hang on the same context
+  Two refinements when neither side is at its stated line: when one side's place lies within the
+  other's (an addition's context inside its result), the larger find wins whatever the distance; when
+  both hang on the same context
   lines (the lines to remove and the lines to add are both there), it is a conflict.
 - Whitespace. Patches that travelled through YAML lose trailing whitespace and the space of blank
   context lines. When no side matches exactly, lines are compared with trailing spaces, tabs and
@@ -105,6 +107,10 @@ def _choose(
         return None if rev.start is None else _Place(False, rev.start, fuzz, loose)
     if rev.start is None:
         return _Place(True, fwd.start, fuzz, loose)
+    at_stated = (fwd.start == guesses[0], rev.start == guesses[1])
+    if at_stated[0] != at_stated[1]:
+        # Issue #2's first rule: an exact find at the stated line wins over any find elsewhere.
+        return _Place(at_stated[0], fwd.start if at_stated[0] else rev.start, fuzz, loose)
     inside = _inside((fwd.start, sizes[0]), (rev.start, sizes[1]))
     if inside is not None:
         # One side found within the other (an addition's context inside its result, a deletion's

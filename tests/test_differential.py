@@ -13,7 +13,6 @@ The rules compared (see ``_compare``):
 - GNU patch fails (a rejected hunk, or ``-N``'s "Reversed (or previously applied)"): kolla-entry
   writes nothing and reports ``conflict`` or ``already-applied``; except that a line marked
   "No newline at end of file" also matches the same line with a newline (deliberate, like GNU ``-l``).
-- A known bug is excused by ``_known_bug_edge_anchor`` and pinned by an xfail test below.
 
 Bounded in ``make test``; ``KOLLA_ENTRY_STRESS=1`` (``make stress``) runs many more examples.
 """
@@ -208,24 +207,6 @@ def _documented_divergence(target: bytes, patch: bytes, gnu: Outcome) -> Optiona
     return None
 
 
-def _known_bug_edge_anchor(patch: bytes, gnu: Outcome, kolla: Outcome) -> Optional[str]:
-    """
-    A known match.py bug, pinned by ``test_edge_anchored_hunk_at_its_stated_line_is_applied`` (xfail):
-    a hunk anchored to the end (or top) of the file whose old side sits exactly at its stated line is
-    called already-applied (so the patch is already-applied, or "partly applied" with its other hunks)
-    when its new side also fits one line away. Remove once fixed.
-    """
-    if kolla.status != "already-applied" and "partly applied" not in kolla.output:
-        return None
-    for hunk in parse_patch(patch, name="p").files[0].hunks:
-        ops = "".join(line.op for line in hunk.lines)
-        leading, trailing = len(ops) - len(ops.lstrip(" ")), len(ops) - len(ops.rstrip(" "))
-        anchored = trailing < leading or (hunk.old_start <= 1 and leading < trailing)
-        if anchored and gnu.offsets.get(hunk.index, 0) == 0:
-            return "known bug: an edge-anchored hunk at its stated line is called already-applied"
-    return None
-
-
 def _event(label: str) -> None:
     """Count the kind of case in Hypothesis' statistics (``--hypothesis-show-statistics``)."""
     with contextlib.suppress(InvalidArgument):  # a hand case runs outside Hypothesis
@@ -251,7 +232,7 @@ def _compare(target: bytes, patch: bytes, gnu: Outcome, kolla: Outcome) -> None:
             f"offsets differ: kolla {kolla.offsets}, GNU {gnu.offsets}\n{gnu.output}")
         _compare_lines(patch, gnu, kolla)
         return
-    why = _documented_divergence(target, patch, gnu) or _known_bug_edge_anchor(patch, gnu, kolla)
+    why = _documented_divergence(target, patch, gnu)
     _event(f"documented divergence: {why and why.split(' ', 2)[-1]}")
     assert why is not None, (f"GNU patch applied it, kolla-entry said {kolla.status}: {kolla.output}\n"
                              f"{gnu.output}")
@@ -324,8 +305,6 @@ def test_twin_already_applied_is_not_reapplied(tmp_path: Path) -> None:
     assert kolla.status == "already-applied" and kolla.content == after
 
 
-@pytest.mark.xfail(strict=True, reason="bug: match.apply_hunks calls an end-anchored hunk already-applied when "
-                                       "its old side is exactly at the stated line and its new side one line up")
 def test_edge_anchored_hunk_at_its_stated_line_is_applied(tmp_path: Path) -> None:
     """Found by the differential test: appending a line equal to the three before it at the end of the file."""
     head = b"result = []\ntotal = 0\n"

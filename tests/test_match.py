@@ -490,18 +490,24 @@ class TestDirection:
 
 
 class TestOverlappingSides:
-    def test_addition_found_inside_its_result_is_applied_whatever_the_header_says(self) -> None:
-        """The context (old side) sits inside the found new side: already applied, though nearer."""
+    def test_exact_old_side_at_its_stated_line_wins_over_a_containing_new_side(self) -> None:
+        """Issue #2's first rule: the header says line 2, the context is exactly there: apply."""
         content = text("    return None", "def alpha(self, x):", "    if x is None:")
         res = check(content, udiff("@@ -2 +2,2 @@\n+    return None\n def alpha(self, x):"))
-        assert res.status == ALREADY_APPLIED and (res.hunks[0].line, res.hunks[0].offset) == (1, -1)
+        assert res.status == APPLIED and (res.hunks[0].line, res.hunks[0].offset) == (2, 0)
 
-    def test_both_sides_around_the_same_context_is_a_conflict(self) -> None:
-        """The line to add and the line to remove are both next to the context: refuse."""
-        content = text("    return None", "# alpha 0", "", "")
+    def test_addition_found_inside_its_result_off_the_header_is_already_applied(self) -> None:
+        """Neither side at its stated line: the new side, which contains the context, explains both."""
+        content = text("x", "y", "    return None", "def alpha(self, x):", "    if x is None:")
+        res = check(content, udiff("@@ -2 +2,2 @@\n+    return None\n def alpha(self, x):"))
+        assert res.status == ALREADY_APPLIED
+
+    def test_both_sides_around_the_same_context_off_the_header_is_a_conflict(self) -> None:
+        """The line to add and the line to remove are both next to the context, away from the header."""
+        content = text("x", "y", "    return None", "# alpha 0", "", "")
         res = check(content, udiff("@@ -2,2 +2,2 @@\n+    return None\n # alpha 0\n-"))
         assert res.status == CONFLICT
-        assert "both its old and its new lines are around line 2" in res.reason
+        assert "both its old and its new lines are around line 4" in res.reason
 
     def test_context_free_replacement_away_from_its_line_with_both_sides_found(self) -> None:
         """A -U0 replacement: X two lines off and Y three lines off; without context, refuse."""
