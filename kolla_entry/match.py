@@ -27,9 +27,9 @@ Our additions:
   then fuzz 1..N. So fuzz never outvotes an exact match, and a twin that only matches loosely
   never makes a fresh fix look applied (the nova ``claims.py`` trap of ``patch -R --fuzz 2``).
   Two refinements when neither side is at its stated line: when one side's place lies within the
-  other's (an addition's context inside its result), the larger find wins whatever the distance; when
-  both hang on the same context
-  lines (the lines to remove and the lines to add are both there), it is a conflict.
+  other's (an addition's context inside its result), the larger find wins whatever the distance;
+  when both hang on the same context lines (the lines to remove and the lines to add are both
+  there), it is a conflict.
 - Whitespace. Patches that travelled through YAML lose trailing whitespace and the space of blank
   context lines. When no side matches exactly, lines are compared with trailing spaces, tabs and
   ``\\r`` ignored (and, like GNU ``-l``, a missing final newline); such a match counts only if it
