@@ -4,26 +4,21 @@ The ``kolla-entry`` command: options in, one library call, exit code out.
 Exit codes: 0 all fine; 1 a patch or config failure (conflict, invalid, refused, unresolved
 placeholder, dependency timeout); 2 bad invocation or environment (no target, unreadable folder);
 3 an unexpected error (a bug: the traceback is printed); 130 interrupted.
+
+Every command is declared with click in ``_cli_click.py``. The one command every pod runs at
+every start, ``kolla-entry run`` with plain options, is read here without importing click, which
+costs about a quarter of a pod start (issue #7); anything else (``--help``, an unknown option,
+a value click must check) takes the click path, so behaviour and messages stay click's.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, TypeVar
-
-import click
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from kolla_entry import log as logging_setup
-from kolla_entry.constants import (
-    DEFAULT_PATCH_GLOB,
-    DEFAULT_STATE_FILE,
-    DEFAULT_STRIP,
-    ENV_ON_CONFLICT,
-    ENV_STATE_FILE,
-)
 from kolla_entry.errors import KollaEntryError
 
 EXIT_OK = 0
@@ -32,92 +27,26 @@ EXIT_ENVIRONMENT = 2
 EXIT_BUG = 3
 EXIT_INTERRUPTED = 130
 
-F = TypeVar("F", bound=Callable[..., Any])
+#: ``run``'s options that take a value, as the click command declares them (a test keeps the two in
+#: step): option -> parameter. ``--patches`` may repeat.
+RUN_VALUE_OPTIONS = {
+    "--patches": "patches", "--target": "target", "--strip": "strip", "-p": "strip", "--fuzz": "fuzz",
+    "-F": "fuzz", "--on-conflict": "on_conflict", "--state-file": "state_file", "--config": "config_path",
+    "--user": "user", "--configured-marker": "configured_marker",
+}
+_INT_RANGES = {"strip": (0, 64), "fuzz": (0, 3)}
+_CHOICES = {"on_conflict": ("fail", "skip"), "log_format": ("json", "console")}
 
 
-def patch_options(func: F) -> F:
-    """The options every patching command shares (``check-patches``, ``apply-patches``, ``run``)."""
-    decorators = [
-        click.option("--patches", "patches", multiple=True, metavar="GLOB",
-                     help=f"Patch files to use (repeatable). Env KOLLA_ENTRY_PATCHES, colon-separated. "
-                          f"Default {DEFAULT_PATCH_GLOB}."),
-        click.option("--target", metavar="DIR", default=None,
-                     help="The site-packages to patch. Env KOLLA_ENTRY_TARGET. Default: the Kolla venv's."),
-        click.option("--strip", "-p", type=click.IntRange(0, 64), default=DEFAULT_STRIP, show_default=True,
-                     help="Leading path components to strip from patch paths."),
-        click.option("--fuzz", "-F", type=click.IntRange(0, 3), default=0, show_default=True,
-                     help="Context lines a hunk may drop at its edges, as GNU patch --fuzz."),
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+def run_from_options(*, patches: Sequence[str], target: Optional[str], strip: int, fuzz: int,
+                     on_conflict: Optional[str], state_file: Optional[str], config_path: Optional[str],
+                     user: Optional[str], configured_marker: Optional[str], command: Sequence[str]) -> int:
+    """
+    Build the :class:`~kolla_entry.runner.RunRequest` from ``run``'s options and run it.
 
-
-def _patch_request(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int,
-                   on_conflict: str = "fail", state_file: Optional[str] = None) -> Any:
-    from kolla_entry.discover import patterns_from, resolve_target
-    from kolla_entry.engine import PatchRequest
-
-    return PatchRequest(
-        target=resolve_target(target, os.environ),
-        patterns=patterns_from(patches, os.environ, DEFAULT_PATCH_GLOB),
-        strip=strip, fuzz=fuzz, on_conflict=on_conflict,
-        state_file=Path(state_file) if state_file else None,
-    )
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-format", type=click.Choice(["json", "console"]), default=None,
-              help="How events are written on stderr. Default: console on a TTY, JSON lines otherwise.")
-@click.version_option(package_name="kolla-entry")
-def cli(log_format: Optional[str]) -> None:
-    """Container entrypoint for Kolla-style OpenStack images: hot-fix patches, config files, exec."""
-    logging_setup.configure(log_format)
-
-
-@cli.command("check-patches")
-@patch_options
-@click.option("--json", "as_json", is_flag=True, help="Print the machine-readable report on stdout.")
-def check_patches_command(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int,
-                          as_json: bool) -> None:
-    """Dry run: report what apply-patches would do, write nothing."""
-    from kolla_entry.engine import check_patches
-
-    report = check_patches(_patch_request(patches, target, strip, fuzz))
-    _finish_series(report, as_json)
-
-
-@cli.command("apply-patches")
-@patch_options
-@click.option("--on-conflict", type=click.Choice(["fail", "skip"]), envvar=ENV_ON_CONFLICT, default="fail",
-              show_default=True, help="fail: write nothing if any patch fails; skip: leave failed patches out.")
-@click.option("--state-file", envvar=ENV_STATE_FILE, default=DEFAULT_STATE_FILE, show_default=True,
-              help="Where to record what was done (read by `kolla-entry status`).")
-@click.option("--json", "as_json", is_flag=True, help="Print the machine-readable report on stdout.")
-def apply_patches_command(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int,
-                          on_conflict: str, state_file: str, as_json: bool) -> None:
-    """Apply the hot-fix patches to the target, all or nothing."""
-    from kolla_entry.engine import apply_patches
-
-    report = apply_patches(_patch_request(patches, target, strip, fuzz, on_conflict, state_file))
-    _finish_series(report, as_json)
-
-
-@cli.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@patch_options
-@click.option("--on-conflict", type=click.Choice(["fail", "skip"]), default=None,
-              help="fail (default): refuse to start if any patch fails. Env KOLLA_ENTRY_ON_CONFLICT.")
-@click.option("--state-file", default=None,
-              help=f"Where to record what was done. Env KOLLA_ENTRY_STATE_FILE. Default {DEFAULT_STATE_FILE}.")
-@click.option("--config", "config_path", default=None, metavar="PATH",
-              help="The Kolla config.json/config.yaml. Default /var/lib/kolla/config_files/config.{yaml,json}.")
-@click.option("--user", default=None, help="Run the service as this user (overrides the config's \"user\").")
-@click.option("--configured-marker", default=None, hidden=True, help="The COPY_ONCE marker file (tests).")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run_command(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int, on_conflict: Optional[str],
-                state_file: Optional[str], config_path: Optional[str], user: Optional[str],
-                configured_marker: Optional[str], command: Sequence[str]) -> None:
-    """Apply patches, put config files in place, drop privileges and exec the service."""
+    Returns:
+        Only after a ``DEBUG_CONTAINER`` hold: its exit code; otherwise the service replaces us.
+    """
     from kolla_entry.runner import DEFAULT_CONFIGURED_MARKER, RunRequest, run
 
     request = RunRequest(
@@ -126,52 +55,61 @@ def run_command(patches: Sequence[str], target: Optional[str], strip: int, fuzz:
         state_file=Path(state_file) if state_file else None, environ=os.environ,
         configured_marker=Path(configured_marker or DEFAULT_CONFIGURED_MARKER),
     )
-    sys.exit(run(request))
+    return run(request)
 
 
-def _finish_series(report: Any, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
-    for line in report.failure_lines():
-        click.echo(f"kolla-entry: {line}", err=True)
-    sys.exit(EXIT_FAILED if report.failed else EXIT_OK)
+def parse_plain_run(args: Sequence[str]) -> Optional[Tuple[Optional[str], Dict[str, Any]]]:
+    """
+    Read ``[--log-format F] run [OPTIONS] [--] CMD...`` without click, or None for click to do it.
+
+    Returns:
+        The log format and the keyword arguments of :func:`run_from_options`; None for anything
+        this reader does not vouch for (another command, ``--help``, an unknown or malformed option).
+    """
+    args = list(args)
+    log_format: Optional[str] = None
+    if args[:1] and args[0].startswith("--log-format"):
+        name, value, args = _take_value(args)
+        if name != "--log-format" or value is None:
+            return None
+        log_format = value
+    if args[:1] != ["run"]:
+        return None
+    params: Dict[str, Any] = {"patches": [], "strip": 1, "fuzz": 0, "on_conflict": None, "state_file": None,
+                              "config_path": None, "user": None, "configured_marker": None, "target": None}
+    rest = args[1:]
+    while rest and rest[0].startswith("-") and rest[0] not in ("-", "--"):
+        name, value, rest = _take_value(rest)
+        param = RUN_VALUE_OPTIONS.get(name)
+        if param is None or value is None:
+            return None
+        if param == "patches":
+            params["patches"].append(value)
+        else:
+            params[param] = value
+    params["command"] = rest[1:] if rest[:1] == ["--"] else rest
+    return _checked(log_format, params)
 
 
-@cli.command("status")
-@click.option("--state-file", envvar=ENV_STATE_FILE, default=DEFAULT_STATE_FILE, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the state file as it is.")
-def status_command(state_file: str, as_json: bool) -> None:
-    """Show which hot-fixes and config files are live in this container."""
-    from kolla_entry import state
-
-    data = state.load(Path(state_file))
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    if not data:
-        click.echo(f"no state recorded at {state_file}: kolla-entry has not applied anything here")
-        return
-    click.echo(_format_status(data))
+def _take_value(args: List[str]) -> Tuple[str, Optional[str], List[str]]:
+    name, equals, value = args[0].partition("=")
+    if equals:
+        return name, value, args[1:]
+    return (name, args[1], args[2:]) if len(args) > 1 else (name, None, [])
 
 
-def _format_status(data: Dict[str, Any]) -> str:
-    lines = [f"updated: {data.get('updated', '?')}"]
-    patches = data.get("patches") or {}
-    if patches:
-        lines.append(f"target: {patches.get('target')}  written: {patches.get('written')}")
-        for item in patches.get("patches", []):
-            lines.append(f"  {item.get('status'):<16} {item.get('patch')}  sha256:{str(item.get('sha256'))[:12]}")
-            lines.extend(f"      {f.get('status'):<16} {f.get('path')}" for f in item.get("files", []))
-    configs = data.get("configs")
-    if configs:
-        lines.append("config files:")
-        for item in configs if isinstance(configs, list) else configs.get("files", []):
-            lines.append(f"  {item.get('dest')}  {item.get('owner')} {item.get('perm')} "
-                         f"sha256:{str(item.get('sha256'))[:12]}")
-    command = data.get("command")
-    if command:
-        lines.append(f"command: {json.dumps(command)}")
-    return "\n".join(lines)
+def _checked(log_format: Optional[str], params: Dict[str, Any]) -> Optional[Tuple[Optional[str], Dict[str, Any]]]:
+    if log_format is not None and log_format not in _CHOICES["log_format"]:
+        return None
+    if params["on_conflict"] is not None and params["on_conflict"] not in _CHOICES["on_conflict"]:
+        return None
+    for param, (low, high) in _INT_RANGES.items():
+        value = params[param]
+        if isinstance(value, str):
+            if not value.isdigit() or not low <= int(value) <= high:
+                return None
+            params[param] = int(value)
+    return log_format, params
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -181,18 +119,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     Library errors become one ``kolla-entry: ...`` line on stderr and their exit code;
     anything else is a bug: traceback and exit 3.
     """
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="kolla-entry", standalone_mode=False)
+        plain_run = parse_plain_run(args)
+        if plain_run is not None:
+            logging_setup.configure(plain_run[0])
+            code = run_from_options(**plain_run[1])
+        else:
+            from kolla_entry._cli_click import invoke
+
+            code = invoke(args)
     except KollaEntryError as err:
-        click.echo(f"kolla-entry: {logging_setup.redact(str(err))}", err=True)
+        sys.stderr.write(f"kolla-entry: {logging_setup.redact(str(err))}\n")
         sys.exit(err.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(EXIT_ENVIRONMENT)
-    except click.exceptions.Abort:
-        sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit:
@@ -201,6 +140,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         import traceback  # only on this path: a bug (start-up budget, issue #7)
 
         traceback.print_exc()
-        click.echo("kolla-entry: unexpected error (a bug): please report it with the traceback above", err=True)
+        sys.stderr.write("kolla-entry: unexpected error (a bug): please report it with the traceback above\n")
         sys.exit(EXIT_BUG)
-    sys.exit(EXIT_OK)
+    sys.exit(code)

@@ -7,7 +7,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
+from typing import Any, Dict, List
+
+import pytest
 
 from tests.helpers import configmap_dir
 
@@ -88,3 +90,52 @@ def test_patches_from_environment(tmp_path: Path) -> None:
     done = _kolla_entry("check-patches", "--json", env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["summary"]["applicable"] == 3
+
+
+def test_plain_run_options_are_the_click_commands_options() -> None:
+    """The click-free reader of `run` knows exactly the options the click command declares."""
+    from kolla_entry._cli_click import cli
+    from kolla_entry.cli import RUN_VALUE_OPTIONS
+
+    command = cli.commands["run"]
+    declared = {opt: param.name for param in command.params if not getattr(param, "is_flag", False)
+                for opt in param.opts if opt.startswith("-")}
+    assert declared == RUN_VALUE_OPTIONS
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["run", "--", "true"], {"command": ["true"], "patches": []}),
+    (["run", "--patches", "/a/*.patch", "--patches=/b/*.patch", "-p", "2", "--fuzz=1", "svc", "--debug"],
+     {"patches": ["/a/*.patch", "/b/*.patch"], "strip": 2, "fuzz": 1, "command": ["svc", "--debug"]}),
+    (["--log-format", "json", "run", "--config", "/c.json", "--user", "nova", "--on-conflict", "skip"],
+     {"config_path": "/c.json", "user": "nova", "on_conflict": "skip", "command": []}),
+], ids=["dashdash", "options-then-command", "log-format"])
+def test_plain_run_is_read_without_click(args: List[str], expected: Dict[str, Any]) -> None:
+    from kolla_entry.cli import parse_plain_run
+
+    parsed = parse_plain_run(args)
+    assert parsed is not None
+    assert {key: parsed[1][key] for key in expected} == expected
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--help"], ["run", "--strip", "99"], ["run", "--fuzz", "x"], ["run", "--on-conflict", "maybe"],
+    ["run", "--unknown", "1"], ["run", "--target"], ["--log-format", "xml", "run"], ["status"],
+    ["run", "-p1"],
+])
+def test_anything_unusual_is_left_to_click(args: List[str]) -> None:
+    from kolla_entry.cli import parse_plain_run
+
+    assert parse_plain_run(args) is None
+
+
+def test_a_pod_start_does_not_import_click(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"command": "/bin/true"}')
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "kolla_entry", "run", "--patches", f"{tmp_path}/none/*.patch",
+         "--target", str(tmp_path), "--state-file", str(tmp_path / "state.json"), "--config",
+         str(tmp_path / "config.json")],
+        capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "| click" not in done.stderr and "|   click" not in done.stderr
+    assert " kolla_entry.runner" in done.stderr
