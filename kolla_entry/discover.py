@@ -11,7 +11,6 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence, Tuple
@@ -132,6 +131,8 @@ def resolve_target(explicit: Optional[str], environ: Mapping[str, str], *, venv:
 def _ask_interpreter(python: str) -> Optional[str]:
     if not os.access(python, os.X_OK):
         return None
+    import subprocess  # only for a venv without the usual layout (start-up budget, issue #7)
+
     try:
         done = subprocess.run(
             [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],

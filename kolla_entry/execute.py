@@ -12,7 +12,6 @@ import os
 import pwd
 import shlex
 import signal
-import socket
 import sys
 from dataclasses import dataclass
 from typing import Dict, Mapping, NoReturn, Optional, Sequence, Tuple
@@ -145,6 +144,8 @@ def default_gateway(route_table: str) -> Optional[str]:
         raw = int(fields[2], 16)
         if raw == 0:
             return ""
+        import socket  # only when POD_IP is not given (start-up budget, issue #7)
+
         # The kernel prints the address in host (little-endian on x86/arm) byte order.
         return socket.inet_ntoa(raw.to_bytes(4, sys.byteorder))
     return None
@@ -152,6 +153,8 @@ def default_gateway(route_table: str) -> Optional[str]:
 
 def source_address(destination: str) -> Optional[str]:
     """The local address the kernel would use to reach ``destination`` (no packet is sent)."""
+    import socket
+
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect((destination, 9))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+import time
 from typing import Any, Dict, List, MutableMapping, Optional
 
 _SECRETS: List[str] = []
@@ -69,7 +69,9 @@ def add_level(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -
 
 def add_timestamp(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
     """Processor: an ISO 8601 UTC timestamp under ``timestamp``."""
-    event_dict["timestamp"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # time, not datetime: one import less on every pod start (issue #7); same ISO 8601 form.
+    now = time.time()
+    event_dict["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
     return event_dict
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+import time
 from pathlib import Path
 from typing import Any, Dict
 
@@ -57,7 +57,7 @@ def record(path: Path, section: str, data: Any) -> None:
     except EnvironmentProblem:
         current = {}
     current["version"] = STATE_VERSION
-    current["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    current["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     current[section] = data
     path.parent.mkdir(parents=True, exist_ok=True)
     content = (json.dumps(current, indent=2, sort_keys=False) + "\n").encode()
