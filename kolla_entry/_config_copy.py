@@ -202,4 +202,6 @@ def write_config_file(path: str, content: bytes, mode: int, uid: int, gid: int, 
     """
     from kolla_entry.transaction import atomic_write_file
 
-    atomic_write_file(Path(path), content, mode=mode, uid=uid, gid=gid, fs=fs)
+    # No fsync: a config file is rendered again at every start (COPY_ALWAYS), so a power loss can
+    # at worst cost a copy the next start redoes; atomicity against a kill comes from the rename.
+    atomic_write_file(Path(path), content, mode=mode, uid=uid, gid=gid, fs=fs, durable=False)

@@ -284,6 +284,9 @@ def _put_configs(request: RunRequest, plan: _Plan) -> None:
 
 
 def _mark_configured(marker: Path, fs: fsops.FileSystem) -> None:
+    # Config files are written without fsync (they are redone at every COPY_ALWAYS start); a
+    # COPY_ONCE container keeps them for good, so they must reach the disk before the marker does.
+    os.sync()
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         os.close(fs.open(str(marker), flags, 0o644))

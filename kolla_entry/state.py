@@ -61,4 +61,5 @@ def record(path: Path, section: str, data: Any) -> None:
     current[section] = data
     path.parent.mkdir(parents=True, exist_ok=True)
     content = (json.dumps(current, indent=2, sort_keys=False) + "\n").encode()
-    atomic_write_file(path, content, mode=0o644, uid=os.getuid(), gid=os.getgid())
+    # No fsync: the state describes this container's start and is written again at the next one.
+    atomic_write_file(path, content, mode=0o644, uid=os.getuid(), gid=os.getgid(), durable=False)
