@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 TreeValue = Union[bytes, Tuple[bytes, int], "Symlink"]
 
@@ -74,15 +74,13 @@ def configmap_dir(parent: Path, name: str, files: Dict[str, bytes]) -> Path:
     return mount
 
 
-def git_diff(work: Path, before: Dict[str, bytes], after: Dict[str, bytes], *, args: Tuple[str, ...] = ()) -> bytes:
+def scratch_repo(repo: Path) -> Callable[..., bytes]:
     """
-    A real ``git diff`` (a/ b/ prefixes, paths relative to the tree) turning ``before`` into ``after``.
-
-    ``after`` values of ``None`` are deletions. ``work`` is a scratch folder for the repository.
+    ``git init`` a scratch repository at ``repo`` (created) and return a ``git(*args)`` runner for it,
+    isolated from the developer's git configuration.
     """
     import subprocess
 
-    repo = work / f"repo-{len(list(work.glob('repo-*')))}"
     repo.mkdir(parents=True)
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(repo)}
 
@@ -92,15 +90,32 @@ def git_diff(work: Path, before: Dict[str, bytes], after: Dict[str, bytes], *, a
     git("init", "-q")
     git("config", "user.email", "t@example.org")
     git("config", "user.name", "t")
-    make_tree(repo, dict(before))
-    git("add", "-A")
-    git("commit", "-q", "--allow-empty", "-m", "before")
-    for rel, value in after.items():
-        path = repo / rel
+    return git
+
+
+def write_files(root: Path, files: Dict[str, Optional[bytes]]) -> None:
+    """Write ``files`` below ``root``; a value of None deletes that file."""
+    for rel, value in files.items():
+        path = root / rel
         if value is None:
             path.unlink()
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(value)
+
+
+def git_diff(work: Path, before: Dict[str, bytes], after: Dict[str, Optional[bytes]], *,
+             args: Tuple[str, ...] = ()) -> bytes:
+    """
+    A real ``git diff`` (a/ b/ prefixes, paths relative to the tree) turning ``before`` into ``after``.
+
+    ``after`` values of ``None`` are deletions. ``work`` is a scratch folder for the repository.
+    """
+    repo = work / f"repo-{len(list(work.glob('repo-*')))}"
+    git = scratch_repo(repo)
+    make_tree(repo, dict(before))
+    git("add", "-A")
+    git("commit", "-q", "--allow-empty", "-m", "before")
+    write_files(repo, after)
     git("add", "-A")
     return git("diff", "--cached", *args)

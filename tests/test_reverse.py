@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Dict, Optional
 
 from kolla_entry.parse import parse_patch, strip_path
 from kolla_entry.reverse import turned_around, undoes_cleanly
+from tests.helpers import scratch_repo, write_files
 
 
 def _series(tmp_path: Path, steps: list[Dict[str, Optional[bytes]]]) -> bytes:
     """A real `git format-patch` of one commit per step after the first (the base)."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-
-    def git(*args: str) -> bytes:
-        return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                              env={"HOME": str(repo), "PATH": "/usr/bin:/bin"}).stdout
-
-    git("init", "-q")
-    git("config", "user.email", "t@example.org")
-    git("config", "user.name", "t")
+    git = scratch_repo(tmp_path / "repo")
     for number, step in enumerate(steps):
-        for rel, content in step.items():
-            path = repo / rel
-            if content is None:
-                path.unlink()
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(content)
+        write_files(tmp_path / "repo", step)
         git("add", "-A")
         git("commit", "-q", "-m", f"step {number}")
     return git("format-patch", "--stdout", f"-{len(steps) - 1}")
