@@ -24,6 +24,7 @@ from tests.helpers import make_tree
 
 #: Modules a no-patch, JSON-config, JSON-log start must never import, with why each is heavy or unneeded.
 FORBIDDEN = {
+    "click": "a plain `run` is parsed without it (~13 ms); click serves every other command",
     "asyncio": "pulled in by structlog.stdlib; ~25 ms, never used",
     "structlog": "the JSON log path renders without it; its import pulls in asyncio",
     "structlog.dev": "console rendering: only on a TTY",
@@ -36,6 +37,12 @@ FORBIDDEN = {
     "kolla_entry.match": "hunk matching: only when a patch file exists",
     "kolla_entry.pycache": "pyc invalidation: only after a patch is applied",
     "kolla_entry.depend": "dependency waits: only when dependencies are configured",
+    "subprocess": "only to ask a venv's python for its purelib when the default target is missing",
+    "tempfile": "config files use the atomic writer of kolla_entry.transaction",
+    "logging": "structured events go through kolla_entry.log",
+    "argparse": "the CLI parses options itself or with click",
+    "traceback": "only on the unexpected-error path",
+    "threading": "never needed at start",
     "difflib": "never needed at start",
     "multiprocessing": "never needed at start",
     "concurrent": "never needed at start",
