@@ -293,7 +293,7 @@ def scaling_rows(one: Samples, ten: Samples, again: Samples, synth: Dict[int, Sa
     for size in sorted(synth):
         kib = synth_bytes[size] / 1024
         predicted = fit["intercept_ms"] + fit["ms_per_kib"] * kib
-        rows.append(row("scaling", f"check-patches, synthetic {size} patches ({kib:.0f} KiB)", synth[size],
+        rows.append(row("scaling", f"check-patches, synthetic series of {size} ({kib:.0f} KiB)", synth[size],
                         None, f"fit {predicted:.0f} ms", patch_kib=kib))
     return rows, fit
 

@@ -96,7 +96,9 @@ def apply_patches_command(patches: Sequence[str], target: Optional[str], strip: 
     _finish_series(report, as_json)
 
 
-@cli.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+# No ignore_unknown_options: a mistyped option before the command must be a usage error (exit 2), not the
+# program to exec after patches and configs were done; the service's own options follow CMD untouched.
+@cli.command("run", context_settings={"allow_interspersed_args": False})
 @patch_options
 @click.option("--on-conflict", type=click.Choice(["fail", "skip"]), default=None,
               help="fail (default): refuse to start if any patch fails. Env KOLLA_ENTRY_ON_CONFLICT.")
@@ -147,8 +149,9 @@ def _format_status(data: Dict[str, Any]) -> str:
     if patches:
         lines.append(f"target: {patches.get('target')}  written: {patches.get('written')}")
         for item in patches.get("patches", []):
-            lines.append(f"  {item.get('status'):<16} {item.get('patch')}  sha256:{str(item.get('sha256'))[:12]}")
-            lines.extend(f"      {f.get('status'):<16} {f.get('path')}" for f in item.get("files", []))
+            # !s: a format width on a missing (None) status raises TypeError, a traceback at 3 a.m.
+            lines.append(f"  {item.get('status')!s:<16} {item.get('patch')}  sha256:{str(item.get('sha256'))[:12]}")
+            lines.extend(f"      {f.get('status')!s:<16} {f.get('path')}" for f in item.get("files", []))
     configs = data.get("configs")
     if configs:
         lines.append("config files:")

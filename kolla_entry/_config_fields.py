@@ -84,7 +84,12 @@ class Fields:
         if value is None:
             return None
         if not isinstance(value, str) or not value.strip():
-            raise self._error(key, f"expected a non-empty string, got {_kind(value)}")
+            got = "an empty string" if isinstance(value, str) else _kind(value)
+            raise self._error(key, f"expected a non-empty string, got {got}")
+        if "\x00" in value:
+            # Every string here ends up as a path, a user name or an argv item: a NUL in any of
+            # them makes the OS call raise ValueError, not OSError.
+            raise self._error(key, "contains a NUL character")
         if absolute and not value.startswith("/"):
             raise self._error(key, f"expected an absolute path, got {value!r}")
         return value
@@ -169,9 +174,10 @@ class Fields:
 
     def reject_unknown(self) -> None:
         """Refuse the first key (sorted) that no reader asked for, listing the known ones."""
-        unknown = sorted(set(self.data) - set(self._used))
+        # key=str: YAML keys may be numbers, booleans or null, which do not sort with strings.
+        unknown = sorted(set(self.data) - set(self._used), key=str)
         if unknown:
-            raise self._error(unknown[0], f"unknown key (known: {', '.join(sorted(set(self._used)))})")
+            raise self._error(str(unknown[0]), f"unknown key (known: {', '.join(sorted(set(self._used)))})")
 
 
 def _kind(value: Any) -> str:

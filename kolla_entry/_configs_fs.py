@@ -80,9 +80,16 @@ def set_props(path: str, props: Props, entry: str, fs: fsops.FileSystem, *,
     """
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     if dir_fd is not None and name is not None:
-        if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+        # The recursive walk of a shared folder (Kolla's /var/log/kolla): an entry removed since the
+        # walk listed it (a rotated log) is simply gone, not a reason to refuse the start.
+        try:
+            if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                return
+        except FileNotFoundError:
             return
-        fd = os_call(lambda: fs.open(name, flags, dir_fd=dir_fd), "open", path, entry)
+        fd = os_call(lambda: _open_present(fs, name, flags, dir_fd), "open", path, entry)
+        if fd < 0:
+            return
     else:
         fd = os_call(lambda: fs.open(path, flags), "open", path, entry)
     try:
@@ -97,6 +104,14 @@ def set_props(path: str, props: Props, entry: str, fs: fsops.FileSystem, *,
             os_call(lambda: fs.fchmod(fd, props.mode, path), "chmod", path, entry)
     finally:
         os.close(fd)
+
+
+def _open_present(fs: fsops.FileSystem, name: str, flags: int, dir_fd: int) -> int:
+    """Open ``name`` in ``dir_fd``; -1 when it no longer exists."""
+    try:
+        return fs.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return -1
 
 
 def os_call(call: Callable[[], _T], operation: str, path: str, entry: str) -> _T:

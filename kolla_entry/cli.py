@@ -106,7 +106,8 @@ def _checked(log_format: Optional[str], params: Dict[str, Any]) -> Optional[Tupl
     for param, (low, high) in _INT_RANGES.items():
         value = params[param]
         if isinstance(value, str):
-            if not value.isdigit() or not low <= int(value) <= high:
+            # isdecimal, not isdigit: "²" is a digit that int() refuses (a traceback, exit 3).
+            if not value.isdecimal() or not low <= int(value) <= high:
                 return None
             params[param] = int(value)
     return log_format, params

@@ -217,7 +217,12 @@ def parse_dependency(text: str, entry: str, *, config_path: Optional[str] = None
             f"expected host:port (or [ipv6]:port) with a port 1-65535, got {text!r}",
             entry=entry, file=config_path,
         )
-    return Dependency(host=match.group("ip6") or match.group("host"), port=port, entry=entry)
+    host = match.group("host")
+    # The resolver raises UnicodeError (not OSError) on an empty or over-long label: refuse it here.
+    if host is not None and not all(0 < len(label) < 64 for label in host.rstrip(".").split(".")):
+        raise ConfigError(f"not a valid host name (empty label or one longer than 63 characters): {text!r}",
+                          entry=entry, file=config_path)
+    return Dependency(host=match.group("ip6") or host, port=port, entry=entry)
 
 
 def dependencies_from_env(value: str) -> Tuple[Dependency, ...]:

@@ -234,7 +234,10 @@ def _set_tree(top: str, props: Callable[[bool], Props], excluded: Callable[[str]
             full = os.path.join(root, name)
             if excluded(full):
                 continue
-            mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+            try:
+                mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+            except FileNotFoundError:
+                continue  # removed since the walk listed it (a rotated log in a shared folder)
             if stat.S_ISREG(mode):
                 set_props(full, props(False), entry, fs, dir_fd=dir_fd, name=name)
                 count += 1

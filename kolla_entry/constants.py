@@ -8,6 +8,8 @@ KOLLA_SITE_PACKAGES = "/var/lib/kolla/venv/lib/python3/site-packages"
 DEFAULT_STATE_FILE = "/run/kolla-entry/state.json"
 DEFAULT_CONFIG_DIR = "/var/lib/kolla/config_files"
 DEFAULT_STRIP = 1
+#: The crash journal of an interrupted commit, kept in the target itself (see ``engine``).
+JOURNAL_NAME = ".kolla-entry.journal"
 # A patch file bigger than this is refused before it is read into memory (issue #8).
 MAX_PATCH_BYTES = 8 * 1024 * 1024
 

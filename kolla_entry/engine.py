@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
-from kolla_entry.constants import DEFAULT_PATCH_GLOB, DEFAULT_STRIP, MAX_PATCH_BYTES
+from kolla_entry.constants import DEFAULT_PATCH_GLOB, DEFAULT_STRIP, JOURNAL_NAME, MAX_PATCH_BYTES
 from kolla_entry.discover import PatchSource, discover
 from kolla_entry.errors import EnvironmentProblem, PatchConflict, PatchRefused, WriteFailed
 from kolla_entry.log import get_logger
@@ -28,9 +28,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-#: The crash journal lives in the target itself: the same filesystem and container layer as the files
-#: it protects, so a restart after a kill -9 always finds it (a tmpfs /run would lose it).
-JOURNAL_NAME = ".kolla-entry.journal"
+# The crash journal (constants.JOURNAL_NAME) lives in the target itself: the same filesystem and container
+# layer as the files it protects, so a restart after a kill -9 always finds it (a tmpfs /run would lose it).
 
 
 @dataclass(frozen=True)

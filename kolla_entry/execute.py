@@ -85,7 +85,14 @@ def drop_privileges(user: ServiceUser) -> None:
     Raises:
         PrivilegeError: the kernel refused a step.
     """
-    if os.geteuid() == user.uid and os.getegid() == user.gid:
+    euid = os.geteuid()
+    if euid == user.uid and os.getegid() == user.gid:
+        return
+    if euid == user.uid and euid != 0:
+        # Already the service uid (a pod with runAsUser): without root, groups and gid cannot change,
+        # and check_can_become let this start through, so run with what the runtime gave us.
+        log.warning("privileges_kept", user=user.name, uid=euid, gid=os.getegid(), wanted_gid=user.gid,
+                    reason="not root: the runtime's gid and groups are kept")
         return
     try:
         os.setgroups(list(user.groups))
@@ -216,3 +223,6 @@ def exec_service(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     except OSError as err:
         raise ExecFailed(f"cannot exec {argv[0]!r}: {err.strerror}; check the command and PATH",
                          entry="command") from err
+    except ValueError as err:
+        # An empty program name (`command: "''"`, `run -- ''`) or a NUL byte: execve refuses it.
+        raise ExecFailed(f"cannot exec {argv[0]!r}: {err}; check the command", entry="command") from err

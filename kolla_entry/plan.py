@@ -121,8 +121,9 @@ def plan_patch(
     except (PatchInvalid, PatchRefused) as err:
         return _failed(name, sha256, err), {}
     try:
-        first = _relevance_path(patch.files[0], paths[0])
-        if not _is_relevant(patch.files[0], first, overlay):
+        index = _relevance_index(patch.files, paths, overlay)
+        first = _relevance_path(patch.files[index], paths[index])
+        if not _is_relevant(patch.files[index], first, overlay):
             reason = f"{first} does not exist in the target: the patch belongs to another image"
             return PatchReport(patch=name, status=SKIPPED, sha256=sha256, reason=reason, file=first), {}
         work = PatchWork(overlay)
@@ -150,7 +151,12 @@ def _series_already_applied(files: Sequence[FilePatch], paths: Sequence[Tuple[Op
         state = overlay.get(rel)
         return None if state is None else state.content
 
-    return reverse.undoes_cleanly([(fp, old, new) for fp, (old, new) in zip(files, paths)], read)
+    try:
+        return reverse.undoes_cleanly([(fp, old, new) for fp, (old, new) in zip(files, paths)], read)
+    except (PatchInvalid, PatchRefused):
+        # A path the forward plan never reached (through a regular file, say): not "already applied";
+        # the patch keeps the failure the forward plan found (atheris).
+        return False
 
 
 def _already_applied(name: str, sha256: str, files: Sequence[FilePatch],
@@ -185,6 +191,17 @@ def _strip_one(path: Optional[str], strip: int, fp: FilePatch) -> Optional[str]:
             file=path,
         )
     return confine.validate_relpath(stripped)
+
+
+def _relevance_index(files: Sequence[FilePatch], paths: Sequence[Tuple[Optional[str], Optional[str]]],
+                     overlay: Overlay) -> int:
+    # The seed's rule looks at the first file; but git sorts `api-ref/` and `doc/` before `nova/`, so an
+    # upstream backport would be skipped whole on the image it fixes. Files of folders not installed
+    # here are skipped with a warning anyway (issue #2), so the rule looks at the first file that is not.
+    for index, (fp, pair) in enumerate(zip(files, paths)):
+        if overlay.top_level_exists(_relevance_path(fp, pair)):
+            return index
+    return 0
 
 
 def _relevance_path(fp: FilePatch, paths: Tuple[Optional[str], Optional[str]]) -> str:

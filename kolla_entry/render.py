@@ -19,8 +19,9 @@ from typing import Callable, List, Mapping, Optional, Tuple
 from kolla_entry.errors import TemplateError
 from kolla_entry.log import register_secret
 
-# `$$` first, so an escaped dollar is consumed before it can start a placeholder.
-_TOKEN = re.compile(r"\$\$|\$\{(?P<kind>env|file):(?P<body>[^}\n]*)\}")
+# `$$` first, so an escaped dollar is consumed before it can start a placeholder. A placeholder
+# without its `}` on the same line is matched too, so that a typo is an error, not literal text.
+_TOKEN = re.compile(r"\$\$|\$\{(?P<kind>env|file):(?P<body>[^}\n]*)(?P<close>\})?")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Shorter values are not masked in logs: masking "1" or "yes" would garble every line
 # (timestamps included) while such values cannot be meaningful secrets.
@@ -78,6 +79,8 @@ def render(
             pieces.append(match.group(0))
             continue
         try:
+            if match.group("close") is None:
+                raise _Unresolved("no closing } on this line")
             value = _resolve(match.group("kind"), match.group("body"), environ, read_file)
         except _Unresolved as err:
             line = text.count("\n", 0, match.start()) + 1
@@ -102,6 +105,8 @@ class _Unresolved(Exception):
 
 
 def _resolve(kind: str, body: str, environ: Mapping[str, str], read_file: FileReader) -> str:
+    if "${" in body:
+        raise _Unresolved("placeholders cannot be nested")
     if kind == "env":
         return _resolve_env(body, environ)
     return _resolve_file(body, read_file)
@@ -123,6 +128,8 @@ def _resolve_env(body: str, environ: Mapping[str, str]) -> str:
 def _resolve_file(path: str, read_file: FileReader) -> str:
     if not path.startswith("/"):
         raise _Unresolved("the path must be absolute")
+    if "\x00" in path:
+        raise _Unresolved("the path contains a NUL character")  # open() would raise ValueError
     try:
         content = read_file(path)
     except FileNotFoundError as err:

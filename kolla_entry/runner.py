@@ -37,6 +37,7 @@ from kolla_entry.constants import (
     ENV_PATCHES,
     ENV_STATE_FILE,
     ENV_TARGET,
+    JOURNAL_NAME,
 )
 from kolla_entry.errors import ConfigError, KollaEntryError, PatchConflict, PrivilegeError
 from kolla_entry.execute import ServiceUser
@@ -143,7 +144,10 @@ def _prepare(request: RunRequest) -> _Plan:
     if request.command:
         argv = tuple(request.command)
     elif config.command is not None:
-        argv = split_command(config.command)
+        try:
+            argv = split_command(config.command)
+        except ConfigError as err:
+            raise ConfigError(err.message, entry=err.entry, file=config.path) from err  # name the file too
     else:
         raise ConfigError("no command: set \"command\" in the config or pass one after --",
                           entry="command", file=config.path)
@@ -228,8 +232,8 @@ def _apply_patches(request: RunRequest, plan: _Plan) -> None:
         patterns = patterns_from(request.patterns, plan.path_environ, DEFAULT_PATCH_GLOB)
         sources = discover(patterns)
         out.update(patches=len(sources))
-        if not sources:
-            # No patch at all: no target to find, and the engine is never imported (start-up cost).
+        if not sources and not _journal_pending(request, plan):
+            # No patch at all: the engine is never imported (start-up cost).
             out["outcome"] = "none"
             return
         from kolla_entry.engine import PatchRequest, apply_patches, check_patches
@@ -244,6 +248,21 @@ def _apply_patches(request: RunRequest, plan: _Plan) -> None:
         out.update(target=str(patch_request.target), **report.counts())
         if report.error or (report.failed and plan.on_conflict == "fail"):
             raise _series_error(report)
+
+
+def _journal_pending(request: RunRequest, plan: _Plan) -> bool:
+    """
+    Whether a commit killed part-way left its journal in the target. The engine then finishes it
+    even with no patch left (removed from the ConfigMap since), so the service never starts on a
+    half-patched tree.
+    """
+    from kolla_entry.discover import resolve_target
+
+    try:
+        target = resolve_target(request.target, plan.path_environ)
+    except KollaEntryError:
+        return False  # no target: nothing was ever patched here
+    return os.path.lexists(os.path.join(target, JOURNAL_NAME))
 
 
 def _refuse_unwritable(report: Any, target: Path, on_conflict: str) -> None:

@@ -84,6 +84,33 @@ def test_status_prints_what_apply_recorded(tmp_path: Path) -> None:
     assert as_json["patches"]["written"] is True
 
 
+def test_status_of_a_hand_edited_state_file_prints_without_a_traceback(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    state.write_text('{"patches": {"patches": [{"patch": "/p/0001.patch", "files": [{"path": "a.py"}]}]}}')
+    done = _kolla_entry("status", "--state-file", str(state))
+    assert done.returncode == 0, done.stderr
+    assert "/p/0001.patch" in done.stdout and "a.py" in done.stdout
+
+
+@pytest.mark.parametrize("option", ["--bogus", "--log-format"])
+def test_run_with_an_unknown_option_is_a_usage_error_before_anything_is_done(tmp_path: Path, option: str) -> None:
+    """A typo before the command is not exec'd as the program after patches and configs were done."""
+    state = tmp_path / "state.json"
+    done = _kolla_entry("run", option, "json", "--state-file", str(state), "--", "/bin/true")
+    assert done.returncode == 2, done.stderr
+    assert option in done.stderr and not state.exists()
+
+
+def test_run_passes_the_options_after_the_command_to_it(tmp_path: Path) -> None:
+    out = tmp_path / "argv"
+    (tmp_path / "config.json").write_text("{}")
+    done = _kolla_entry("run", "--state-file", str(tmp_path / "state.json"), "--patches", f"{tmp_path}/no/*.patch",
+                        "--config", str(tmp_path / "config.json"), "/bin/sh", "-c",
+                        f'echo "$@" > {out}', "sh", "--bogus", "-x")
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == "--bogus -x\n"
+
+
 def test_patches_from_environment(tmp_path: Path) -> None:
     args = _layout(tmp_path)
     env = {"KOLLA_ENTRY_PATCHES": args[1], "KOLLA_ENTRY_TARGET": args[3], "PATH": "/usr/bin:/bin"}
@@ -121,7 +148,7 @@ def test_plain_run_is_read_without_click(args: List[str], expected: Dict[str, An
 @pytest.mark.parametrize("args", [
     ["run", "--help"], ["run", "--strip", "99"], ["run", "--fuzz", "x"], ["run", "--on-conflict", "maybe"],
     ["run", "--unknown", "1"], ["run", "--target"], ["--log-format", "xml", "run"], ["status"],
-    ["run", "-p1"],
+    ["run", "-p1"], ["run", "--strip", "\u00b2"],
 ])
 def test_anything_unusual_is_left_to_click(args: List[str]) -> None:
     from kolla_entry.cli import parse_plain_run

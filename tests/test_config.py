@@ -95,11 +95,19 @@ class TestParseConfig:
          "regular expression"),
         ({"dependencies": [{"tcp": "nohost"}]}, "dependencies[0].tcp", "host:port"),
         ({"dependencies": [{"tcp": "h:70000"}]}, "dependencies[0].tcp", "1-65535"),
+        ({"dependencies": [{"tcp": "db..svc:3306"}]}, "dependencies[0].tcp", "host name"),
+        ({"dependencies": [{"tcp": "a" * 64 + ".svc:3306"}]}, "dependencies[0].tcp", "host name"),
         ({"dependencies": [{"http": "h:1"}]}, "dependencies[0].tcp", "required"),
         ({"dependency_timeout": 0}, "dependency_timeout", "positive"),
         ({"dependency_timeout": float("nan")}, "dependency_timeout", "positive"),
         ({"dependency_timeout": float("inf")}, "dependency_timeout", "positive"),
         ({"premissions": []}, "premissions", "unknown key"),
+        ({"command": "  "}, "command", "got an empty string"),
+        ({"user": "key\x00stone"}, "user", "NUL"),
+        ({"config_files": [{"source": "/s", "dest": "/etc/a\x00b", "owner": "a", "perm": "0600"}]},
+         "config_files[0].dest", "NUL"),
+        ({"directories": [{"path": "/d\x00", "owner": "a", "perm": "0755"}]}, "directories[0].path", "NUL"),
+        ({1: "x", "foo": "y", None: "z"}, "1", "unknown key"),
     ], ids=lambda v: v if isinstance(v, str) else None)
     def test_invalid_config_names_entry_and_field(self, data: Any, entry: str, words: str) -> None:
         """Every mistake is reported with its entry and field, and what was expected."""

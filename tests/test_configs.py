@@ -228,6 +228,24 @@ class TestPermissions:
         assert _owner(tmp_path / "outside/b.log")[0] == 0
         assert _owner(tmp_path / "logs/sub.moved/a.log")[0] == accounts.service.uid
 
+    @pytest.mark.parametrize("vanishing", ["b.log", "c.log"])
+    def test_files_removed_during_the_walk_are_passed_over(self, tmp_path: Path, accounts: sysusers.Accounts,
+                                                           vanishing: str) -> None:
+        """A log rotated away in a shared folder while the walk runs is gone, not a traceback."""
+        make_tree(tmp_path / "logs", {"sub/a.log": b"", "sub/b.log": b"", "sub/c.log": b""})
+
+        class RotateFS(fsops.FileSystem):
+            def open(self, path: str, flags: int, mode: int = 0o600, *, dir_fd: Optional[int] = None) -> int:
+                # b.log: gone after the walk's stat, before the open; c.log: gone before its stat.
+                if path == ("b.log" if vanishing == "b.log" else "a.log") and dir_fd is not None:
+                    os.unlink(tmp_path / "logs/sub" / vanishing)
+                return super().open(path, flags, mode, dir_fd=dir_fd)
+
+        _apply({"permissions": [{"path": f"{tmp_path}/logs", "owner": accounts.service.name, "perm": "0640",
+                                 "recurse": True}]}, fs=RotateFS())
+        assert not (tmp_path / "logs/sub" / vanishing).exists()
+        assert _owner(tmp_path / "logs/sub/a.log")[0] == accounts.service.uid
+
     def test_glob_without_match_is_fine_and_perm_is_optional(self, tmp_path: Path,
                                                              accounts: sysusers.Accounts) -> None:
         make_tree(tmp_path, {"x.log": (b"", 0o604)})

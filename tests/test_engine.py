@@ -146,6 +146,35 @@ def test_files_of_uninstalled_top_level_folders_are_skipped(tmp_path: Path) -> N
     assert not (request.target / "releasenotes").exists()
 
 
+def test_a_backport_listing_docs_first_is_not_skipped(tmp_path: Path) -> None:
+    """git sorts doc/ before the package: the relevance rule looks at the first installed file."""
+    fix = git_diff(tmp_path / "s",
+                   {"doc/source/index.rst": b"old\n", "greeter/hello.py": HELLO},
+                   {"doc/source/index.rst": b"new\n", "greeter/hello.py": HELLO.replace(b"world", b"team")})
+    assert fix.index(b"doc/source/index.rst") < fix.index(b"greeter/hello.py")
+    request = _example(tmp_path)
+    shutil.rmtree(tmp_path / "greeter-patches")
+    configmap_dir(tmp_path, "greeter-patches", {"fix.patch": fix})
+    report = apply_patches(request)
+    assert report.patches[0].status == "applied", report.patches[0].reason
+    assert [(f.path, f.status) for f in report.patches[0].files] == [
+        ("doc/source/index.rst", "skipped"), ("greeter/hello.py", "applied")]
+    assert b"team" in (request.target / "greeter" / "hello.py").read_bytes()
+
+
+def test_failed_patch_naming_a_file_twice_and_a_path_through_a_file_keeps_its_status(tmp_path: Path) -> None:
+    """The already-applied check of a series must not turn a conflict into an exception (atheris)."""
+    bad = b"".join(
+        b"--- a/%s\n+++ b/%s\n@@ -1,1 +1,1 @@\n-%s\n+x\n" % (path, path, old)
+        for path, old in ((b"greeter/hello.py", b"no such line"), (b"greeter/hello.py", b"nor this one"),
+                          (b"greeter/hello.py/inner.txt", b"a")))
+    request = _example(tmp_path, {"0009-bad.patch": bad})
+    before = [p.status for p in check_patches(_example(tmp_path / "plain")).patches]
+    report = check_patches(request)
+    assert [p.status for p in report.patches] == [*before, "conflict"]
+    assert report.patches[-1].file == "greeter/hello.py"
+
+
 def test_missing_file_inside_installed_package_is_a_conflict(tmp_path: Path) -> None:
     fix = git_diff(tmp_path / "s", {"greeter/hello.py": HELLO, "greeter/zzz.py": b"x = 1\n"},
                    {"greeter/hello.py": HELLO.replace(b"world", b"team"), "greeter/zzz.py": b"x = 2\n"})

@@ -128,6 +128,13 @@ class TestCommand:
             exec_service(["/nonexistent/kolla-service"], {"PATH": "/nonexistent"})
         assert "/nonexistent/kolla-service" in str(info.value) and "No such file" in str(info.value)
 
+    @pytest.mark.parametrize("argv", [[""], ["app\x00x"]], ids=["empty", "nul"])
+    def test_exec_of_an_empty_or_nul_name_is_a_clean_error(self, argv: list) -> None:
+        """`command: "''"` or `run -- ''` is an ExecFailed (exit 1), not a ValueError traceback."""
+        with pytest.raises(ExecFailed) as info:
+            exec_service(argv, {"PATH": "/nonexistent"})
+        assert info.value.entry == "command"
+
 
 def test_drop_privileges_sets_groups_gid_uid(tmp_path: Path, accounts: sysusers.Accounts) -> None:
     """In a child interpreter (the drop cannot be undone): groups, gid and uid all change."""
@@ -143,6 +150,25 @@ def test_drop_privileges_sets_groups_gid_uid(tmp_path: Path, accounts: sysusers.
     assert (uid, euid, gid, egid) == (accounts.service.uid,) * 2 + (accounts.service.gid,) * 2
     assert groups == sorted({accounts.service.gid, accounts.extra_gid})
     assert 0 not in groups
+
+
+def test_already_the_service_uid_without_root_keeps_the_runtime_gid(accounts: sysusers.Accounts) -> None:
+    """A pod started as the service uid with another gid (runAsUser, no runAsGroup) is not refused."""
+    service = accounts.service
+    script = (
+        "import json, os, sys\n"
+        "from kolla_entry.execute import drop_privileges, resolve_user\n"
+        "from kolla_entry import log\n"
+        "log.configure('json')  # no structlog import once the stdlib may be unreadable to this uid\n"
+        "user = resolve_user(sys.argv[1])\n"
+        "os.setgroups([]); os.setgid(user.gid + 1); os.setuid(user.uid)\n"
+        "drop_privileges(user)\n"
+        "print(json.dumps([os.geteuid(), os.getegid()]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, service.name], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [service.uid, service.gid + 1]
+    assert "privileges_kept" in done.stderr
 
 
 def test_exec_keeps_the_pid(tmp_path: Path) -> None:

@@ -61,6 +61,10 @@ class TestErrors:
         ("${file:relative/path}", "absolute"),
         ("${env:1BAD}", "valid environment variable name"),
         ("${env:}", "valid environment variable name"),
+        ("a=${env:HOME\nb=1\n", "no closing }"),
+        ("a=${file:/run/secrets/pw", "no closing }"),
+        ("a=${file:${env:HOME}}", "cannot be nested"),
+        ("a=${file:/etc/pass\x00wd}", "NUL"),
     ])
     def test_malformed_placeholders(self, text: str, words: str) -> None:
         with pytest.raises(TemplateError) as info:

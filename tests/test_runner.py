@@ -422,6 +422,29 @@ def _site(root: Path) -> Path:
                                               "pkg/other.py": b"x = 0\ny = 1\n"})
 
 
+def _killed_commit(site: Path, files: Dict[str, bytes], n: int) -> bool:
+    """Commit ``files`` into ``site`` in a child killed at seam operation ``n``; True if it was killed."""
+    from kolla_entry.fsops import FileSystem
+    from kolla_entry.transaction import FileChange, commit
+
+    class Die(FileSystem):
+        seen = 0
+
+        def _count(self, operation: str, path: str) -> None:
+            Die.seen += 1
+            if Die.seen == n:
+                os._exit(9)
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns to pytest
+        try:
+            commit(site, [FileChange(rel, data) for rel, data in files.items()], fs=Die(),
+                   journal=site / ".kolla-entry.journal")
+        finally:
+            os._exit(0)
+    return os.waitpid(pid, 0)[1] == 9 << 8
+
+
 class TestPatches:
     def test_patch_applied_then_service_started(self, box: Container) -> None:
         site = _site(box.root)
@@ -451,6 +474,25 @@ class TestPatches:
         assert "0002-bad.patch" in last and "pkg/other.py" in last and "hunk #1" in last
         assert (site / "pkg/mod.py").read_bytes() == b"a = 1\nb = 2\nc = 4\n"
         assert not box.record.exists() and not (box.root / "etc").exists()
+
+    def test_a_commit_killed_part_way_is_finished_even_with_no_patch_left(self, box: Container) -> None:
+        """The patch was removed from the ConfigMap after the crash: the service never starts half-patched."""
+        old = {f"pkg/{name}.py": b"old = 1\n" for name in "abc"}
+        new = {rel: b"new = 1\n" for rel in old}
+        site = make_tree(box.root / "site", dict(old))
+        for n in range(1, 200):
+            if _killed_commit(site, new, n) and len({(site / rel).read_bytes() for rel in old}) == 2:
+                break  # a mixed tree and its journal, as a kill -9 between two renames leaves them
+            shutil.rmtree(site)
+            make_tree(site, dict(old))
+        else:
+            pytest.fail("no crash point left a mixed tree")
+        box.write_config({})
+        done = box.run("--target", str(site), command=box.service())
+        assert done.returncode == 0, done.stderr
+        contents = {(site / rel).read_bytes() for rel in old}
+        assert len(contents) == 1 and not (site / ".kolla-entry.journal").exists()
+        assert box.wait_record()
 
     def test_on_conflict_skip_starts_without_the_bad_patch(self, box: Container) -> None:
         site = _site(box.root)
@@ -493,6 +535,12 @@ class TestInProcess:
         with pytest.raises(ConfigError) as info:
             runner._read_config(runner.RunRequest(config_dir=tmp_path))
         assert str(tmp_path / "config.json") in str(info.value)
+
+    def test_a_command_that_cannot_be_split_names_the_config_file(self, tmp_path: Path) -> None:
+        (tmp_path / "config.json").write_text('{"command": "app \'unbalanced"}')
+        with pytest.raises(ConfigError) as info:
+            runner._prepare(runner.RunRequest(config_dir=tmp_path))
+        assert info.value.entry == "command" and info.value.file == str(tmp_path / "config.json")
 
     def test_default_config_is_yaml_first(self, tmp_path: Path) -> None:
         (tmp_path / "config.json").write_text('{"command": "from-json"}')
