@@ -41,10 +41,21 @@ class WrittenFile:
     sha256: str
     owner: str
     perm: str
+    template: bool = False
 
-    def to_dict(self) -> Dict[str, str]:
-        """The state file's record of this file."""
-        return {"dest": self.dest, "sha256": self.sha256, "owner": self.owner, "perm": self.perm}
+    def to_dict(self) -> Dict[str, object]:
+        """
+        The state file's record of this file.
+
+        For a rendered template ``sha256`` is the template's, not the result's: a digest of a file
+        holding a secret next to its known template would let anyone who reads the state file test
+        guesses of that secret offline.
+        """
+        record: Dict[str, object] = {"dest": self.dest, "sha256": self.sha256, "owner": self.owner,
+                                     "perm": self.perm}
+        if self.template:
+            record["sha256_of"] = "template"
+        return record
 
 
 class ConfigCopy:
@@ -105,7 +116,7 @@ class ConfigCopy:
 
     def _copy_file(self, source: str, dest: str, shown: str) -> None:
         """Copy (or render) one file to ``dest``; ``shown`` is its final path, for the log and state."""
-        content = self._content(source)
+        content, digested = self._content(source)
         where = self.entry.entry
         if os.path.isdir(dest) and not os.path.islink(dest):
             if self.entry.merge:
@@ -115,12 +126,13 @@ class ConfigCopy:
         make_dirs(os.path.dirname(dest) or "/", where, self.fs)
         props = self._props(source, is_dir=False)
         write_config_file(dest, content, props.mode, props.uid, props.gid, self.fs)
-        digest = hashlib.sha256(content).hexdigest()
-        self.written.append(WrittenFile(shown, digest, props.owner, octal(props.mode)))
+        digest = hashlib.sha256(digested).hexdigest()
+        self.written.append(WrittenFile(shown, digest, props.owner, octal(props.mode), self.entry.template))
         log.info("config_file_written", entry=where, dest=shown, owner=props.owner,
                  perm=octal(props.mode), template=self.entry.template)
 
-    def _content(self, source: str) -> bytes:
+    def _content(self, source: str) -> Tuple[bytes, bytes]:
+        """The bytes to write and the bytes the state file's digest covers (the source, for a template)."""
         try:
             with open(source, "rb") as handle:
                 raw = handle.read()
@@ -128,13 +140,13 @@ class ConfigCopy:
             raise ConfigError(f"cannot read the source: {err.strerror}",
                               entry=f"{self.entry.entry}.source", file=source) from err
         if not self.entry.template:
-            return raw
+            return raw, raw
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:
             raise ConfigError("a template must be UTF-8 text", entry=f"{self.entry.entry}.template",
                               file=source) from err
-        return render(text, source=source, environ=self.environ, read_file=self.read_file).text.encode()
+        return render(text, source=source, environ=self.environ, read_file=self.read_file).text.encode(), raw
 
     def _replace_folder(self, source: str, dest: str) -> None:
         """

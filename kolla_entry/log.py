@@ -16,6 +16,7 @@ from typing import Any, Dict, List, MutableMapping, Optional
 
 _SECRETS: List[str] = []
 _MASK = "***"
+_OWN_FIELDS = frozenset({"event", "level", "timestamp", "logger"})
 _format: Optional[str] = None
 _stream: Any = None
 
@@ -30,6 +31,11 @@ def register_secret(value: str) -> None:
     if value and value not in _SECRETS:
         _SECRETS.append(value)
         _SECRETS.sort(key=len, reverse=True)
+
+
+def forget_secrets() -> None:
+    """Forget every registered secret (for tests: a process that renders configs execs right after)."""
+    _SECRETS.clear()
 
 
 def redact(text: str) -> str:
@@ -58,7 +64,9 @@ def redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str,
     """structlog processor: mask registered secrets in every value of the event."""
     if not _SECRETS:
         return event_dict
-    return {key: _redact_value(value) for key, value in event_dict.items()}
+    # Our own fixed fields never hold a rendered value; masking them (a value `info` resolved from
+    # an environment variable) would only break the log's structure.
+    return {key: value if key in _OWN_FIELDS else _redact_value(value) for key, value in event_dict.items()}
 
 
 def add_level(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:

@@ -59,3 +59,16 @@ def test_fast_json_path_matches_structlog_output() -> None:
     assert fast_event.pop("timestamp")[:4] == slow_event.pop("timestamp")[:4]
     assert fast_event == slow_event == {"event": "file_written", "logger": "m", "path": "a/b.py", "n": 3,
                                         "level": "info"}
+
+
+def test_masking_never_breaks_the_event_structure() -> None:
+    out = io.StringIO()
+    log.configure("json", stream=out)
+    log.register_secret("info")
+    try:
+        log.get_logger("t").info("config_file_written", dest="/etc/info/x.conf")
+    finally:
+        log.forget_secrets()
+    event = json.loads(out.getvalue())
+    assert event["level"] == "info" and event["event"] == "config_file_written"
+    assert event["dest"] == "/etc/***/x.conf"

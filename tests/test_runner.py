@@ -8,6 +8,7 @@ dests, a state file, the COPY_ONCE marker and a patches folder, all under ``tmp_
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -153,6 +154,10 @@ class TestStart:
         state = json.loads(box.state.read_text())
         assert state["configs"][0]["dest"] == f"{box.root}/etc/nova/nova.conf"
         assert state["configs"][0]["perm"] == "0600" and len(state["configs"][0]["sha256"]) == 64
+        # A rendered file's digest would let a reader of the state test guesses of its secret offline.
+        template = (box.root / "config_files/nova.conf").read_bytes()
+        assert state["configs"][0]["sha256"] == hashlib.sha256(template).hexdigest()
+        assert state["configs"][0]["sha256_of"] == "template"
         assert state["command"]["argv"][1:3] == [str(FAKE), str(box.record)]
         _no_secret(box, out, err)
 
