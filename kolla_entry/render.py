@@ -39,10 +39,26 @@ class Rendered:
     placeholders: int
 
 
+#: A Kubernetes Secret holds at most 1 MiB; a bigger ``${file:...}`` (a device, a log) is a mistake.
+MAX_SECRET_BYTES = 1024 * 1024
+
+
+class SecretTooLarge(OSError):
+    """A ``${file:...}`` file above :data:`MAX_SECRET_BYTES`."""
+
+
 def read_secret_file(path: str) -> str:
-    """The content of a ``${file:...}`` file as UTF-8 text (the default :data:`FileReader`)."""
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+    """
+    The content of a ``${file:...}`` file as UTF-8 text (the default :data:`FileReader`).
+
+    Raises:
+        SecretTooLarge: the file holds more than 1 MiB (``/dev/zero`` would never end).
+    """
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_SECRET_BYTES + 1)
+    if len(data) > MAX_SECRET_BYTES:
+        raise SecretTooLarge(0, f"larger than {MAX_SECRET_BYTES // 1024} KiB, more than a Secret can hold")
+    return data.decode("utf-8")
 
 
 def render(

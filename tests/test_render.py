@@ -57,6 +57,12 @@ class TestErrors:
             render(f"x\ny\npw=${{file:{tmp_path}/absent}}", source="/t", environ={})
         assert "line 3" in str(info.value) and "does not exist" in str(info.value)
 
+    def test_a_file_bigger_than_a_secret_is_refused_without_reading_it_whole(self) -> None:
+        """`${file:/dev/zero}` must end as a clean error, not an endless read."""
+        with pytest.raises(TemplateError) as info:
+            render("pw=${file:/dev/zero}\n", source="/t", environ={})
+        assert "larger than 1024 KiB" in str(info.value) and "line 1" in str(info.value)
+
     @pytest.mark.parametrize(("text", "words"), [
         ("${file:relative/path}", "absolute"),
         ("${env:1BAD}", "valid environment variable name"),
