@@ -93,6 +93,7 @@ def _decode(text: str, path: Path) -> Any:
         import yaml
 
         try:
+            _refuse_yaml_duplicates(yaml.compose(text, Loader=yaml.SafeLoader), path)
             return yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"not valid YAML: {_one_line(str(err))}", file=str(path)) from err
@@ -100,6 +101,26 @@ def _decode(text: str, path: Path) -> Any:
         return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
     except json.JSONDecodeError as err:
         raise ConfigError(f"not valid JSON: {err.msg} at line {err.lineno}", file=str(path)) from err
+
+
+def _refuse_yaml_duplicates(root: Any, path: Path) -> None:
+    # PyYAML, like json.loads, lets the last of two equal keys win; refuse as for JSON.
+    import yaml
+
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else None
+                if name is not None and name in seen:
+                    raise ConfigError(f"the key {name!r} appears twice in one mapping (line "
+                                      f"{key.start_mark.line + 1}); keep one", file=str(path))
+                seen.add(name)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def _unique_keys(pairs: List[Tuple[str, Any]], path: Path) -> Dict[str, Any]:

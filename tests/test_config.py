@@ -201,6 +201,7 @@ class TestLoadConfig:
         ("config.json", "{\"command\": ", "not valid JSON"),
         ("config.yaml", "command: [", "not valid YAML"),
         ("config.json", '{"files": [{"path": "/a", "owner": "a", "perm": "0600", "perm": "0777"}]}', "appears twice"),
+        ("config.yaml", "files:\n  - {path: /a, owner: a, perm: '0600', perm: '0777'}\n", "appears twice"),
     ])
     def test_syntax_errors_name_the_file(self, tmp_path: Path, name: str, text: str, words: str) -> None:
         path = tmp_path / name
