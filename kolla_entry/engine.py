@@ -81,8 +81,9 @@ def _run(request: PatchRequest, *, dry_run: bool) -> SeriesReport:
     journal = request.target / JOURNAL_NAME
     if journal.exists():
         if dry_run:
-            log.warning("journal_pending", target=str(request.target), journal=str(journal),
-                        reason="an interrupted apply left a journal; apply-patches or run will finish it")
+            # The tree may be half old, half new: any status reported now would mislead.
+            raise EnvironmentProblem("an interrupted apply left its journal in the target; run apply-patches "
+                                     "(or restart the pod) to finish it, then check again", file=str(journal))
         else:
             _recover(request.target, journal)
     sources = discover(request.patterns)

@@ -133,4 +133,5 @@ class SeriesReport:
                 lines.append(f"{report.status}: {where}: {report.reason}")
         if self.error:
             lines.append(f"write failed ({self.error_operation}): {self.error}")
-        return lines
+        # One line each, whatever a (git-quoted) file name holds.
+        return [line.replace("\r", "\\r").replace("\n", "\\n") for line in lines]

@@ -253,3 +253,21 @@ def test_multi_commit_patch_changing_the_same_lines_is_already_applied_on_restar
     assert read_tree(request.target) == after
     (request.target / "greeter" / "hello.py").write_bytes(step1)
     assert check_patches(request).patches[0].status == "conflict"
+
+
+def test_check_refuses_to_describe_a_tree_with_a_pending_journal(tmp_path: Path) -> None:
+    """A half-committed tree has no honest status: check-patches says so and what to do."""
+    from kolla_entry.errors import EnvironmentProblem
+
+    request = _example(tmp_path)
+    (request.target / ".kolla-entry.journal").write_text("{}")
+    with pytest.raises(EnvironmentProblem, match="run apply-patches"):
+        check_patches(request)
+
+
+def test_failure_lines_stay_one_line_whatever_the_file_name(tmp_path: Path) -> None:
+    from kolla_entry.report import PatchReport, SeriesReport
+
+    report = SeriesReport(target="t", patches=(PatchReport(patch="p", status="conflict", reason="r",
+                                                           file="greeter/a\nb.py"),))
+    assert report.failure_lines() == ["conflict: p: greeter/a\\nb.py: r"]
