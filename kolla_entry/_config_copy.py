@@ -9,7 +9,6 @@ written atomically with owner and mode set before the rename; a folder ``dest`` 
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Dict, List, Mapping, Set, Tuple
 from kolla_entry import fsops
 from kolla_entry._config_model import ConfigFileEntry
 from kolla_entry._configs_fs import OwnerIds, Props, dir_mode, make_dirs, octal, os_call, remove_tree, set_props
+from kolla_entry.digest import sha256_hex
 from kolla_entry.errors import ConfigError
 from kolla_entry.log import get_logger
 from kolla_entry.render import FileReader, render
@@ -126,7 +126,7 @@ class ConfigCopy:
         make_dirs(os.path.dirname(dest) or "/", where, self.fs)
         props = self._props(source, is_dir=False)
         write_config_file(dest, content, props.mode, props.uid, props.gid, self.fs)
-        digest = hashlib.sha256(digested).hexdigest()
+        digest = sha256_hex(digested)
         self.written.append(WrittenFile(shown, digest, props.owner, octal(props.mode), self.entry.template))
         log.info("config_file_written", entry=where, dest=shown, owner=props.owner,
                  perm=octal(props.mode), template=self.entry.template)
