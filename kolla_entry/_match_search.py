@@ -41,20 +41,32 @@ class Text:
 
     def __init__(self, content: bytes) -> None:
         parts = content.split(b"\n")
-        self.lines: List[bytes] = [part + b"\n" for part in parts[:-1]]
-        if parts[-1]:
-            self.lines.append(parts[-1])
-        self.bodies = [line[:-1] if line.endswith(b"\n") else line for line in self.lines]
-        self.size = len(self.lines)
         self.open_end = bool(parts[-1])  # the last line has no terminator
+        # Each line's text without its "\n": what every comparison reads.
+        self.bodies: List[bytes] = parts if self.open_end else parts[:-1]
+        self.size = len(self.bodies)
+        self._has_cr = b"\r" in content
+        self._lines: Optional[List[bytes]] = None
         self._keys: Dict[str, List[bytes]] = {}
         self._index: Dict[str, Dict[bytes, List[int]]] = {}
         self._ending: Optional[bytes] = None
 
+    @property
+    def lines(self) -> List[bytes]:
+        """The lines with their terminators, built only when new content is assembled."""
+        if self._lines is None:
+            self._lines = [body + b"\n" for body in self.bodies]
+            if self.open_end:
+                self._lines[-1] = self.bodies[-1]
+        return self._lines
+
     def keys(self, mode: str) -> List[bytes]:
         """Every line's comparison key in ``mode``, computed once."""
         if mode not in self._keys:
-            self._keys[mode] = [_KEYS[mode](body) for body in self.bodies]
+            if mode == EXACT and not self._has_cr:
+                self._keys[mode] = self.bodies  # nothing to strip: the bodies are the keys
+            else:
+                self._keys[mode] = [_KEYS[mode](body) for body in self.bodies]
         return self._keys[mode]
 
     def index(self, mode: str) -> Dict[bytes, List[int]]:
@@ -77,8 +89,8 @@ class Text:
     def ending(self, hunk: Hunk) -> bytes:
         """The line ending for added lines: the file's majority, or the hunk's for an empty file."""
         if self._ending is None:
-            crlf = sum(1 for line in self.lines if line.endswith(b"\r\n"))
             terminated = self.size - (1 if self.open_end else 0)
+            crlf = sum(1 for body in self.bodies[:terminated] if body.endswith(b"\r")) if self._has_cr else 0
             self._ending = (b"\r\n" if 2 * crlf > terminated else b"\n") if terminated else b""
         if self._ending:
             return self._ending
@@ -207,6 +219,29 @@ def _free_starts(text: Text, search: Search, skip: Tuple[int, int], high: int) -
     later = (positions[k] - j for k in range(g, b))
     earlier = (positions[k] - j for k in range(g - 1, a - 1, -1))
     yield from _by_distance(guess, later, earlier)
+
+
+def at_guess(text: Text, search: Search) -> bool:
+    """
+    Whether the side matches at its guess, a place :func:`_starts` would allow: then it is the
+    first start ``_starts`` yields (distance 0), found without building the line index.
+    """
+    side, shape = search.side, search.shape
+    size = len(side.lines)
+    if not size:
+        return False
+    head = search.fuzz + shape.prefix - shape.context
+    tail = search.fuzz + shape.suffix - shape.context
+    guess = search.guess
+    if head < 0 and side.first <= 0:  # anchored to the top of the file
+        return (guess == 0 and search.low == 0 and size - tail <= text.size
+                and _matches_at(text, side, 0, (0, tail), search.mode))
+    head = max(head, 0)
+    if tail < 0:  # anchored to the end of the file
+        start = text.size - size
+        return guess == start >= search.low and _matches_at(text, side, start, (head, 0), search.mode)
+    high = text.size - (size - tail)
+    return search.low <= guess <= high and _matches_at(text, side, guess, (head, tail), search.mode)
 
 
 def _starts(text: Text, search: Search) -> Iterator[int]:

@@ -56,7 +56,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
-from kolla_entry._match_search import EXACT, LOOSE, Found, Search, Shape, Side, Text, exact_key, find, levels
+from kolla_entry._match_search import (
+    EXACT,
+    LOOSE,
+    Found,
+    Search,
+    Shape,
+    Side,
+    Text,
+    at_guess,
+    exact_key,
+    find,
+    levels,
+)
 from kolla_entry.model import (
     ALREADY_APPLIED,
     APPLIED,
@@ -174,6 +186,13 @@ def _place(text: Text, hunk: Hunk, track: _Track, fuzz: int) -> Union[_Place, st
     if not old.lines:
         return _place_addition(text, new, shape, guesses, track)
     neutral = hunk.old_lines == hunk.new_lines
+    if not neutral:
+        # The common cases, a fresh hunk or an applied one exactly where the header says, decided
+        # without indexing the whole file: the same answer the exact level below gives (first rule).
+        here = (at_guess(text, Search(old, shape, EXACT, 0, guesses[0], track.low)),
+                at_guess(text, Search(new, shape, EXACT, 0, guesses[1], track.low)))
+        if here[0] != here[1]:
+            return _Place(here[0], guesses[0] if here[0] else guesses[1], 0, False)
     bare = all(line.op != CONTEXT for line in hunk.lines)
     anchors = (_first_context(old), _first_context(new))
     for mode, level in levels(shape, fuzz):
