@@ -1,28 +1,33 @@
 """
-The service commands the charts put in each config.json name programs the images provide: the keystone chart
-runs gunicorn on an argv-clearing shim it ships itself, and every other command starts with a console script
-of its service's PyPI package (or is listed below as a known gap).
+The service commands the charts put in each config.json name programs the images provide: every command
+starts with a console script of its service's PyPI package, or is gunicorn serving the service's WSGI module
+(through an argv-clearing shim the chart ships, for the oslo services).
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 
 from kolla_entry.execute import split_command
-from tests.charts.conftest import REPO, SERVICES
+from tests.charts.conftest import REPO, SERVICES, chart_of
 
 pytestmark = pytest.mark.charts
 
 CONFIG_DIR = "/var/lib/kolla/config_files"
-KEYSTONE_IMAGE = REPO / "images" / "keystone"
+IMAGES = REPO / "images"
+KEYSTONE_IMAGE = IMAGES / "keystone"
 KEYSTONE_CONSTRAINTS = REPO / "examples" / "keystone" / "constraints.txt"
+WSGI_SERVER = "gunicorn"
 
 # console_scripts of each service's wheel (entry_points.txt of the versions pip resolved on 2026-11-25:
 # barbican 23.0.0, cinder 29.0.0, designate 23.0.0, glance 33.0.0, horizon 27.0.0, ironic 39.0.0,
@@ -41,17 +46,35 @@ CONSOLE_SCRIPTS: Dict[str, Set[str]] = {
                 "neutron-openvswitch-agent", "neutron-periodic-workers", "neutron-rpc-server"},
     "nova": {"nova-compute", "nova-conductor", "nova-manage", "nova-novncproxy", "nova-scheduler"},
 }
-# Programs an image adds on top of its service package, by service (images/<service>/requirements.txt).
-IMAGE_EXTRAS: Dict[str, Set[str]] = {"keystone": {"gunicorn"}}
-# Commands that name a program their service package does not ship any more (API servers became WSGI
-# modules: nova.wsgi.osapi_compute, neutron.wsgi.api, barbican.wsgi.api; horizon ships no server at all).
-# They need a WSGI server in their image and a shim like keystone's; no such image is built here yet.
-KNOWN_GAPS: Set[Tuple[str, str, str]] = {
-    ("barbican", "api", "barbican-api"),
-    ("horizon", "dashboard", "gunicorn"),
-    ("neutron", "server", "neutron-server"),
-    ("nova", "api", "nova-api"),
+# The API servers these packages no longer ship, as the WSGI modules that replace them: each defines
+# `application` when imported (the module calls its own init function). Read in the wheels barbican 23.0.0,
+# horizon 27.0.0, keystone 30.0.0, neutron 29.0.0 and nova 34.0.0 (2026-11-25).
+WSGI_MODULES: Dict[str, str] = {
+    "barbican": "barbican.wsgi.api",
+    "horizon": "openstack_dashboard.wsgi",
+    "keystone": "keystone.wsgi.api",
+    "neutron": "neutron.wsgi.api",
+    "nova": "nova.wsgi.osapi_compute",
 }
+WHEEL_VERSIONS: Dict[str, str] = {
+    "barbican": "23.0.0", "horizon": "27.0.0", "keystone": "30.0.0", "neutron": "29.0.0", "nova": "34.0.0",
+}
+# The shim module gunicorn loads instead, by service: oslo.config parses sys.argv (nova, neutron, keystone;
+# barbican 23 does not, the shim guards it all the same). Django does not, so horizon has none.
+SHIMS: Dict[str, str] = {
+    "barbican": "barbican_wsgi_api",
+    "keystone": "keystone_wsgi_public",
+    "neutron": "neutron_wsgi_api",
+    "nova": "nova_wsgi_osapi_compute",
+}
+# What a shim puts in the environment before the import: neutron looks for ml2_conf.ini under
+# plugins/ml2/ unless told otherwise (neutron.server._get_config_files).
+SHIM_ENVIRONMENT: Dict[str, Dict[str, str]] = {"neutron": {"OS_NEUTRON_CONFIG_FILES": "neutron.conf;ml2_conf.ini"}}
+# Programs an image adds on top of its service package, by service (images/<service>/requirements.txt).
+IMAGE_EXTRAS: Dict[str, Set[str]] = {"keystone": {WSGI_SERVER}}
+# Services whose chart runs gunicorn from an image this repository does not build (the Kolla-style image
+# the operator supplies must install it): the remaining gap, pinned so that building one shows up here.
+UNBUILT_WSGI_IMAGES: Set[str] = {"barbican", "horizon", "neutron", "nova"}
 
 
 def _config_configmap(region: List[Dict[str, Any]], service: str) -> Dict[str, str]:
@@ -70,10 +93,14 @@ def _commands(region: List[Dict[str, Any]]) -> Dict[Tuple[str, str], Tuple[str, 
     return commands
 
 
-def _keystone_api(region: List[Dict[str, Any]]) -> Tuple[Dict[str, str], Dict[str, Any], Tuple[str, ...]]:
-    data = _config_configmap(region, "keystone")
-    config = json.loads(data["api.json"])
-    return data, config, split_command(config["command"])
+def _wsgi_commands(region: List[Dict[str, Any]]) -> Dict[str, Tuple[str, Tuple[str, ...]]]:
+    """service -> (component, argv) of the one component each service runs under gunicorn."""
+    found: Dict[str, Tuple[str, Tuple[str, ...]]] = {}
+    for (service, component), argv in _commands(region).items():
+        if argv[0] == WSGI_SERVER:
+            assert service not in found, f"{service}: more than one gunicorn component"
+            found[service] = (component, argv)
+    return found
 
 
 def _option(argv: Tuple[str, ...], name: str) -> str:
@@ -81,61 +108,135 @@ def _option(argv: Tuple[str, ...], name: str) -> str:
     return argv[argv.index(name) + 1]
 
 
-def test_keystone_api_runs_gunicorn_on_the_shim_its_configmap_ships(region: List[Dict[str, Any]]) -> None:
-    """gunicorn loads <module>:application from --chdir, where config.json puts <module>.py from the ConfigMap."""
-    data, config, argv = _keystone_api(region)
-    assert argv[0] == "gunicorn"
-    # gunicorn 27 opens a control socket under $HOME by default; the keystone user's home is not for that.
+def _container_port(region: List[Dict[str, Any]], service: str, component: str) -> int:
+    workloads = [
+        o for o in region
+        if o["kind"] == "Deployment" and chart_of(o) == service
+        and o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    assert len(workloads) == 1, f"{service}/{component}: {len(workloads)} Deployments"
+    (container,) = workloads[0]["spec"]["template"]["spec"]["containers"]
+    (port,) = container["ports"]
+    return int(port["containerPort"])
+
+
+def _requirements(path: Path) -> Set[str]:
+    return {
+        re.split(r"[=<>!~ ;\[]", line.strip(), maxsplit=1)[0].lower()
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+
+
+def test_the_wsgi_services_are_exactly_the_listed_ones(region: List[Dict[str, Any]]) -> None:
+    assert set(_wsgi_commands(region)) == set(WSGI_MODULES)
+    assert set(SHIMS) <= set(WSGI_MODULES)
+
+
+@pytest.mark.parametrize("service", sorted(WSGI_MODULES))
+def test_gunicorn_serves_the_service_on_its_port(region: List[Dict[str, Any]], service: str) -> None:
+    """All interfaces, the port the Deployment declares, at least one worker, no control socket."""
+    component, argv = _wsgi_commands(region)[service]
+    # gunicorn 27 opens a control socket under $HOME by default; a service user's home is not for that.
     assert "--no-control-socket" in argv
-    assert _option(argv, "--bind").endswith(":5000")
+    assert _option(argv, "--bind") == f"0.0.0.0:{_container_port(region, service, component)}"
     assert int(_option(argv, "--workers")) >= 1
-    chdir = _option(argv, "--chdir")
     module, _, attribute = argv[-1].partition(":")
     assert attribute == "application"
+    assert module == SHIMS.get(service, WSGI_MODULES[service])
+
+
+@pytest.mark.parametrize("service", sorted(SHIMS))
+def test_the_shim_is_shipped_into_gunicorns_chdir(region: List[Dict[str, Any]], service: str) -> None:
+    """gunicorn loads <shim>:application from --chdir, where config.json puts <shim>.py from the ConfigMap."""
+    data = _config_configmap(region, service)
+    component, argv = _wsgi_commands(region)[service]
+    config = json.loads(data[f"{component}.json"])
+    chdir = _option(argv, "--chdir")
+    module = SHIMS[service]
     assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", module), f"{module!r} is not a top-level module name"
     assert f"{module}.py" in data
     entries = [e for e in config["config_files"] if e["source"] == f"{CONFIG_DIR}/{module}.py"]
     assert [e["dest"] for e in entries] == [f"{chdir}/{module}.py"]
     # The service user must be able to read it (kolla-entry drops to config["user"] before exec).
     assert entries[0]["owner"].split(":")[0] == config["user"]
+    # Its one import is the verified WSGI module's application.
+    imports = [n for n in ast.walk(ast.parse(data[f"{module}.py"])) if isinstance(n, ast.ImportFrom)]
+    assert [(n.module, [a.name for a in n.names]) for n in imports] == [(WSGI_MODULES[service], ["application"])]
 
 
-def test_keystone_shim_hides_gunicorns_arguments_before_keystone_loads(
-    region: List[Dict[str, Any]], tmp_path: Path
+@pytest.mark.parametrize("service", sorted(SHIMS))
+def test_the_shim_hides_gunicorns_arguments_before_the_service_loads(
+    region: List[Dict[str, Any]], tmp_path: Path, service: str
 ) -> None:
     """
-    Import the shim as a gunicorn worker would (gunicorn's argv, --chdir on sys.path) with a stand-in
-    keystone.wsgi.api that records sys.argv when it loads: oslo.config must see no gunicorn option.
+    Import the shim as a gunicorn worker would (gunicorn's argv, --chdir on sys.path) with a stand-in WSGI
+    module that records sys.argv and the OS_* environment when it loads: oslo.config must see no gunicorn
+    option, and every config file the shim names must be one the ConfigMap puts in the service's configDir.
     """
-    data, _, argv = _keystone_api(region)
-    module = argv[-1].partition(":")[0]
+    data = _config_configmap(region, service)
+    component, argv = _wsgi_commands(region)[service]
+    module = SHIMS[service]
     chdir = tmp_path / "chdir"
     chdir.mkdir()
     (chdir / f"{module}.py").write_text(data[f"{module}.py"])
-    stand_in = tmp_path / "stand-in" / "keystone" / "wsgi"
-    stand_in.mkdir(parents=True)
-    (stand_in.parent / "__init__.py").write_text("")
-    (stand_in / "__init__.py").write_text("")
-    (stand_in / "api.py").write_text("import sys\n\napplication = list(sys.argv)\n")
+    package = tmp_path / "stand-in"
+    *parents, leaf = WSGI_MODULES[service].split(".")
+    for depth in range(1, len(parents) + 1):
+        (package.joinpath(*parents[:depth])).mkdir(parents=True, exist_ok=True)
+        (package.joinpath(*parents[:depth]) / "__init__.py").write_text("")
+    (package.joinpath(*parents) / f"{leaf}.py").write_text(
+        "import os\nimport sys\n\n"
+        "application = [list(sys.argv), {k: v for k, v in os.environ.items() if k.startswith('OS_')}]\n"
+    )
     probe = (
         "import json, sys\n"
         f"sys.argv = {list(argv)!r}\n"
-        f"sys.path[:0] = [{str(chdir)!r}, {str(tmp_path / 'stand-in')!r}]\n"
+        f"sys.path[:0] = [{str(chdir)!r}, {str(package)!r}]\n"
         f"import {module}\n"
         f"print(json.dumps({module}.application))\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert json.loads(result.stdout) == ["gunicorn"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+    seen_argv, seen_env = json.loads(result.stdout)
+    assert seen_argv == [WSGI_SERVER]
+    assert seen_env == SHIM_ENVIRONMENT.get(service, {})
+    shipped = {e["dest"] for e in json.loads(data[f"{component}.json"])["config_files"]}
+    for name, value in seen_env.items():
+        if name.endswith("_CONFIG_FILES"):
+            # Relative to the service's default OS_<SERVICE>_CONFIG_DIR, /etc/<service> (no shim sets it).
+            for file in value.split(";"):
+                assert f"/etc/{service}/{file}" in shipped, f"{name} names {file}, which the ConfigMap does not ship"
+
+
+@pytest.mark.parametrize("service", sorted(WSGI_MODULES))
+def test_the_wsgi_module_defines_application_in_the_wheel(service: str) -> None:
+    """
+    Re-check WSGI_MODULES against the wheels if they were downloaded (`pip download --no-deps <service>==
+    <version> -d work/commands/`): the module exists and assigns `application` at its top level.
+    """
+    wheel = REPO / "work" / "commands" / f"{service}-{WHEEL_VERSIONS[service]}-py3-none-any.whl"
+    if not wheel.is_file():
+        pytest.skip(f"{wheel.relative_to(REPO)} not downloaded: WSGI_MODULES is checked against the list only")
+    path = WSGI_MODULES[service].replace(".", "/") + ".py"
+    with zipfile.ZipFile(wheel) as archive:
+        tree = ast.parse(archive.read(path))
+    # Module level, including under the `with lock:` / `if application is None:` the services use.
+    assigned = {
+        target.id
+        for node in tree.body
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        for statement in ast.walk(node)
+        if isinstance(statement, ast.Assign)
+        for target in statement.targets
+        if isinstance(target, ast.Name)
+    }
+    assert "application" in assigned
 
 
 def test_keystone_image_installs_what_the_chart_runs(region: List[Dict[str, Any]]) -> None:
     """Every keystone command starts with a program the keystone image installs, pinned by the constraints."""
-    requirements = {
-        re.split(r"[=<>!~ ;\[]", line.strip(), maxsplit=1)[0].lower()
-        for line in (KEYSTONE_IMAGE / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    }
-    assert {"keystone", "gunicorn"} <= requirements
+    assert {"keystone", WSGI_SERVER} <= _requirements(KEYSTONE_IMAGE / "requirements.txt")
     assert re.search(r"^gunicorn==\S+$", KEYSTONE_CONSTRAINTS.read_text(), re.MULTILINE), "gunicorn is not pinned"
     programs = CONSOLE_SCRIPTS["keystone"] | IMAGE_EXTRAS["keystone"]
     keystone = {component: argv for (service, component), argv in _commands(region).items() if service == "keystone"}
@@ -143,14 +244,24 @@ def test_keystone_image_installs_what_the_chart_runs(region: List[Dict[str, Any]
     assert {component: argv[0] in programs for component, argv in keystone.items()} == {"api": True, "db-sync": True}
 
 
-def test_every_command_names_a_console_script_of_its_service(region: List[Dict[str, Any]]) -> None:
-    """
-    A command whose program the service package does not ship crash-loops its pod. The mismatches are
-    exactly the known gaps, so fixing one (or adding one) shows up here.
-    """
+def test_gunicorn_comes_from_an_image_built_here_or_is_a_known_gap(region: List[Dict[str, Any]]) -> None:
+    """A service running gunicorn either has an image here that installs it, or is in UNBUILT_WSGI_IMAGES."""
+    unbuilt = set()
+    for service in _wsgi_commands(region):
+        requirements = IMAGES / service / "requirements.txt"
+        if requirements.is_file():
+            assert WSGI_SERVER in _requirements(requirements), f"images/{service} does not install gunicorn"
+            assert WSGI_SERVER in IMAGE_EXTRAS.get(service, set())
+        else:
+            unbuilt.add(service)
+    assert unbuilt == UNBUILT_WSGI_IMAGES
+
+
+def test_every_command_names_a_console_script_of_its_service_or_gunicorn(region: List[Dict[str, Any]]) -> None:
+    """A command whose program the service package does not ship crash-loops its pod: there is none."""
     gaps = {
         (service, component, argv[0])
         for (service, component), argv in _commands(region).items()
-        if argv[0] not in CONSOLE_SCRIPTS[service] | IMAGE_EXTRAS.get(service, set())
+        if argv[0] not in CONSOLE_SCRIPTS[service] | ({WSGI_SERVER} if service in WSGI_MODULES else set())
     }
-    assert gaps == KNOWN_GAPS
+    assert gaps == set()
