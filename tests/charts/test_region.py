@@ -37,7 +37,8 @@ PLACEHOLDER = re.compile(r"\$\{(env|file):([^}:]+)(?::-[^}]*)?\}")
 # The components issue #6 asks for, as <service>-<component> workload names.
 EXPECTED_WORKLOADS = {
     "nova": {"api", "scheduler", "conductor", "novncproxy", "compute"},
-    "neutron": {"server", "dhcp-agent", "l3-agent", "metadata-agent", "openvswitch-agent"},
+    "neutron": {"server", "rpc-server", "periodic-workers", "dhcp-agent", "l3-agent", "metadata-agent",
+                "openvswitch-agent"},
     "cinder": {"api", "scheduler", "volume"},
     "designate": {"api", "central", "mdns", "worker", "producer"},
     "ironic": {"api", "conductor"},
