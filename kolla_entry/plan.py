@@ -11,9 +11,9 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from kolla_entry import confine, match, parse, reverse
+from kolla_entry import compilecheck, confine, match, parse, reverse
 from kolla_entry.errors import PatchConflict, PatchInvalid, PatchRefused
 from kolla_entry.model import (
     ALREADY_APPLIED,
@@ -82,13 +82,37 @@ def plan_series(
     Returns:
         The reports and the net changes (empty when nothing is to be written).
     """
+    modules: List[compilecheck.Module] = []
+
+    def collect(work: PatchWork) -> None:
+        modules.extend((rel, _content(work, rel)) for rel in compilecheck.python_modules(work.writes))
+
+    plan = _plan_series(patches, root, strip=strip, fuzz=fuzz, on_conflict=on_conflict, dry_run=dry_run,
+                        check=collect)
+    if compilecheck.all_compile(modules):
+        return plan
+    # A patch leaves a module that does not compile: plan again checking each patch as it comes,
+    # so that patch alone is the conflict and the ones after it see the series without it.
+    return _plan_series(patches, root, strip=strip, fuzz=fuzz, on_conflict=on_conflict, dry_run=dry_run,
+                        check=_check_compiles)
+
+
+def _content(work: PatchWork, rel: str) -> bytes:
+    state = work.writes[rel]
+    assert state is not None
+    return state.content
+
+
+def _plan_series(patches: Sequence[PatchInput], root: Path, *, strip: int, fuzz: int, on_conflict: str,
+                 dry_run: bool, check: Callable[[PatchWork], None]) -> SeriesPlan:
     overlay = Overlay(root)
     reports: List[PatchReport] = []
     for item in patches:
         if item.error:
             reports.append(PatchReport(patch=item.name, status=INVALID, sha256=item.sha256, reason=item.error))
             continue
-        report, writes = plan_patch(item.name, item.sha256, item.data, overlay, strip=strip, fuzz=fuzz)
+        report, writes = plan_patch(item.name, item.sha256, item.data, overlay, strip=strip, fuzz=fuzz,
+                                    check=check)
         if not report.failed:
             overlay.update(writes)
         reports.append(report)
@@ -107,10 +131,15 @@ def _as_applicable(report: PatchReport) -> PatchReport:
 
 
 def plan_patch(
-    name: str, sha256: str, data: bytes, overlay: Overlay, *, strip: int, fuzz: int
+    name: str, sha256: str, data: bytes, overlay: Overlay, *, strip: int, fuzz: int,
+    check: Optional[Callable[[PatchWork], None]] = None,
 ) -> Tuple[PatchReport, Dict[str, Optional[FileState]]]:
     """
     Work out one patch against the overlay.
+
+    Args:
+        check: what to do with the patched modules: compile them now (the default, raising the
+            conflict) or collect them for :func:`plan_series` to compile all at once.
 
     Returns:
         The patch's report and, when it applies, the file states it writes.
@@ -128,7 +157,7 @@ def plan_patch(
             return PatchReport(patch=name, status=SKIPPED, sha256=sha256, reason=reason, file=first), {}
         work = PatchWork(overlay)
         files = [_plan_file(fp, old, new, work, fuzz) for fp, (old, new) in zip(patch.files, paths)]
-        _check_compiles(work)
+        (check or _check_compiles)(work)
     except (PatchInvalid, PatchRefused, PatchConflict) as err:
         if isinstance(err, PatchConflict) and _series_already_applied(patch.files, paths, overlay):
             return _already_applied(name, sha256, patch.files, paths), {}
@@ -354,17 +383,10 @@ def _hunk_conflict(rel: str, result: FileResult) -> PatchConflict:
 
 def _check_compiles(work: PatchWork) -> None:
     # A hot-fix that leaves a module unimportable must never reach a running service.
-    for rel, state in work.writes.items():
-        if state is None or not rel.endswith(".py"):
-            continue
-        try:
-            compile(state.content, rel, "exec", dont_inherit=True)
-        except (SyntaxError, ValueError) as err:
-            line = getattr(err, "lineno", None)
-            where = f" at line {line}" if line else ""
-            msg = getattr(err, "msg", str(err))
-            raise PatchConflict(f"the patched file would not compile{where}: {msg}; nothing was written",
-                                file=rel) from err
+    for rel in compilecheck.python_modules(work.writes):
+        error = compilecheck.compile_error(rel, _content(work, rel))
+        if error is not None:
+            raise error
 
 
 def _patch_report(name: str, sha256: str, files: List[FileReport]) -> PatchReport:
