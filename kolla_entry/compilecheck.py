@@ -45,8 +45,15 @@ def all_compile(modules: Sequence[Module]) -> bool:
     Whether every module compiles: in forked workers for a large set on several CPUs, else here.
     """
     workers = min(len(modules), _usable_cpus())
-    if workers < 2 or sum(len(content) for _, content in modules) < PARALLEL_BYTES:
-        return all(compile_error(rel, content) is None for rel, content in modules)
+    if workers >= 2 and sum(len(content) for _, content in modules) >= PARALLEL_BYTES:
+        verdict = _in_workers(modules, workers)
+        if verdict is not None:
+            return verdict
+    return all(compile_error(rel, content) is None for rel, content in modules)
+
+
+def _in_workers(modules: Sequence[Module], workers: int) -> Optional[bool]:
+    """The verdict from forked workers, or None when no pool can be made here (then: in-process)."""
     import multiprocessing  # only on this path: it costs a pod start with no patch nothing
 
     global _SHARED
@@ -55,6 +62,9 @@ def all_compile(modules: Sequence[Module]) -> bool:
         biggest_first = sorted(range(len(modules)), key=lambda i: -len(modules[i][1]))
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             return all(pool.imap_unordered(_compiles, biggest_first, chunksize=1))
+    except OSError:
+        # A pool needs semaphores (/dev/shm) and pipes; a locked-down container may have neither.
+        return None
     finally:
         _SHARED = ()
 

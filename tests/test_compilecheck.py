@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from kolla_entry import compilecheck
 from kolla_entry.engine import PatchRequest, apply_patches
 from tests.helpers import configmap_dir, git_diff, make_tree, read_tree
@@ -44,3 +46,16 @@ def test_a_large_series_with_a_broken_patch_reports_exactly_that_patch(tmp_path:
     assert "would not compile" in report.patches[2].reason
     tree = read_tree(target)
     assert b"return x + 70\n" in tree["pkg/m0.py"][0] and tree["pkg/m2.py"][0] == modules["pkg/m2.py"]  # type: ignore[index]
+
+
+def test_no_worker_pool_falls_back_to_checking_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container without /dev/shm cannot make a pool: the check still runs, in-process."""
+    import multiprocessing
+
+    def no_pool(method: str) -> object:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(multiprocessing, "get_context", no_pool)
+    big = [(f"m{i}.py", _module(9000)) for i in range(4)]
+    assert compilecheck.all_compile(big)
+    assert not compilecheck.all_compile([*big, ("bad.py", b"def f(:\n")])
