@@ -320,15 +320,25 @@ def remove_stale_temps(path: Path, *, fs: FileSystem = REAL) -> List[str]:
         names = sorted(n for n in os.listdir(path.parent) if n.startswith(prefix))
     except FileNotFoundError:
         return []
-    removed = []
-    for name in names:
-        temp = str(path.parent / name)
-        try:
-            step("unlink", temp, fs.unlink, temp)
-        except StepError as err:
-            if err.error.errno == errno.ENOENT:
-                continue
-            raise WriteFailed(f"cannot remove stale temp file: {err.error.strerror}",
-                              operation="unlink", file=temp) from err.error
-        removed.append(temp)
-    return removed
+    temps = [str(path.parent / name) for name in names]
+    return [temp for temp in temps if unlink_leftover(temp, temp, fs, what="stale temp file")]
+
+
+def unlink_leftover(shown: str, name: str, fs: FileSystem, *, what: str, dir_fd: Optional[int] = None) -> bool:
+    """
+    Remove a leftover (a stale temp, a stale pyc) through the seam; one already gone is fine.
+
+    Returns:
+        True when it was removed, False when it no longer existed.
+
+    Raises:
+        WriteFailed: any other failure, naming ``shown`` and the ``unlink`` operation.
+    """
+    try:
+        step("unlink", shown, fs.unlink, name, dir_fd=dir_fd)
+    except StepError as err:
+        if err.error.errno == errno.ENOENT:
+            return False
+        raise WriteFailed(f"cannot remove {what}: {err.error.strerror}", operation="unlink",
+                          file=shown) from err.error
+    return True

@@ -96,12 +96,6 @@ def _invalidate_one(cache: DirCache, rel: str, fs: FileSystem) -> List[str]:
         if stat.S_ISDIR(found.st_mode):
             continue
         path = "/".join((*folder, name))
-        try:
-            jr.step("unlink", path, fs.unlink, name, dir_fd=fd)
-        except jr.StepError as err:
-            if err.error.errno == errno.ENOENT:
-                continue
-            raise WriteFailed(f"cannot remove stale bytecode: {err.error.strerror}",
-                              operation="unlink", file=path) from err.error
-        removed.append(path)
+        if jr.unlink_leftover(path, name, fs, what="stale bytecode", dir_fd=fd):
+            removed.append(path)
     return removed
