@@ -15,11 +15,11 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # Lazy, so that `import kolla_entry` stays cheap on the start-up path (issue #7).
     if name in ("apply_patches", "check_patches"):
-        from kolla_entry import engine
+        from kolla_entry.patching import engine
 
         return getattr(engine, name)
     if name == "run":
-        from kolla_entry import runner
+        from kolla_entry.start import runner
 
         return runner.run
     raise AttributeError(name)

@@ -1,4 +1,4 @@
-"""Default paths and names; chosen in ``cli.py``, never read deep inside the library."""
+"""Default paths and names; chosen in ``kolla_entry.cli``, never read deep inside the library."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ Errors that kolla-entry reports to operators.
 
 Every expected failure is a :class:`KollaEntryError` carrying the fields an operator needs
 (patch, target file, hunk, config entry) and a one-line message: where, what, what to do.
-Only ``cli.py`` turns them into exit codes (``exit_code`` below).
+Only ``kolla_entry.cli`` turns them into exit codes (``exit_code`` below).
 """
 
 from __future__ import annotations

@@ -121,8 +121,8 @@ def test_patches_from_environment(tmp_path: Path) -> None:
 
 def test_plain_run_options_are_the_click_commands_options() -> None:
     """The click-free reader of `run` knows exactly the options the click command declares."""
-    from kolla_entry._cli_click import cli
     from kolla_entry.cli import RUN_VALUE_OPTIONS
+    from kolla_entry.cli.commands import cli
 
     command = cli.commands["run"]
     declared = {opt: param.name for param in command.params if not getattr(param, "is_flag", False)
@@ -165,4 +165,4 @@ def test_a_pod_start_does_not_import_click(tmp_path: Path) -> None:
         capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "| click" not in done.stderr and "|   click" not in done.stderr
-    assert " kolla_entry.runner" in done.stderr
+    assert " kolla_entry.start.runner" in done.stderr

@@ -31,14 +31,14 @@ FORBIDDEN = {
     "ssl": "pulled in by asyncio; no TLS at start",
     "yaml": "the config is JSON; PyYAML only for config.yaml",
     "unidiff": "patch parsing: only when a patch file exists",
-    "kolla_entry.engine": "the patch engine: only when a patch file exists",
-    "kolla_entry.plan": "the patch engine: only when a patch file exists",
-    "kolla_entry.parse": "patch parsing: only when a patch file exists",
-    "kolla_entry.match": "hunk matching: only when a patch file exists",
-    "kolla_entry.pycache": "pyc invalidation: only after a patch is applied",
-    "kolla_entry.depend": "dependency waits: only when dependencies are configured",
+    "kolla_entry.patching.engine": "the patch engine: only when a patch file exists",
+    "kolla_entry.patching.plan": "the patch engine: only when a patch file exists",
+    "kolla_entry.patching.parse": "patch parsing: only when a patch file exists",
+    "kolla_entry.patching.match": "hunk matching: only when a patch file exists",
+    "kolla_entry.patching.pycache": "pyc invalidation: only after a patch is applied",
+    "kolla_entry.start.depend": "dependency waits: only when dependencies are configured",
     "subprocess": "only to ask a venv's python for its purelib when the default target is missing",
-    "tempfile": "config files use the atomic writer of kolla_entry.transaction",
+    "tempfile": "config files use the atomic writer of kolla_entry.patching.transaction",
     "logging": "structured events go through kolla_entry.log",
     "argparse": "the CLI parses options itself or with click",
     "traceback": "only on the unexpected-error path",
@@ -109,7 +109,7 @@ def test_no_patch_start_imports_nothing_heavy(tmp_path: Path) -> None:
     # The start really ran up to the config step (so the import list covers the whole path).
     assert (tmp_path / "etc" / "service.conf").read_bytes() == b"[DEFAULT]\ndebug = false\n"
     names = imported_modules(done.stderr)
-    assert "kolla_entry.runner" in names
+    assert "kolla_entry.start.runner" in names
     assert forbidden_in(names) == []
 
 

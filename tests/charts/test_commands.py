@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 
-from kolla_entry.execute import split_command
+from kolla_entry.start.execute import split_command
 from tests.charts.conftest import REPO, SERVICES, chart_of
 
 pytestmark = pytest.mark.charts

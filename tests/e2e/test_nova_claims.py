@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kolla_entry.engine import PatchRequest, apply_patches, check_patches
+from kolla_entry.patching.engine import PatchRequest, apply_patches, check_patches
 from tests.helpers import configmap_dir, git_diff
 
 pytestmark = pytest.mark.e2e

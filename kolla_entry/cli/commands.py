@@ -1,0 +1,181 @@
+"""
+The click half of the ``kolla-entry`` command: every subcommand, its options and help.
+
+Imported by ``cli.main`` only when needed: a pod start (``kolla-entry run ...`` with plain options)
+is parsed by ``cli``'s fast path without importing click (start-up budget, issue #7).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
+
+import click
+
+from kolla_entry import log as logging_setup
+from kolla_entry.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, run_from_options
+from kolla_entry.constants import (
+    DEFAULT_PATCH_GLOB,
+    DEFAULT_STATE_FILE,
+    DEFAULT_STRIP,
+    ENV_ON_CONFLICT,
+    ENV_STATE_FILE,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def patch_options(func: F) -> F:
+    """The options every patching command shares (``check-patches``, ``apply-patches``, ``run``)."""
+    decorators = [
+        click.option("--patches", "patches", multiple=True, metavar="GLOB",
+                     help=f"Patch files to use (repeatable). Env KOLLA_ENTRY_PATCHES, colon-separated. "
+                          f"Default {DEFAULT_PATCH_GLOB}."),
+        click.option("--target", metavar="DIR", default=None,
+                     help="The site-packages to patch. Env KOLLA_ENTRY_TARGET. Default: the Kolla venv's."),
+        click.option("--strip", "-p", type=click.IntRange(0, 64), default=DEFAULT_STRIP, show_default=True,
+                     help="Leading path components to strip from patch paths."),
+        click.option("--fuzz", "-F", type=click.IntRange(0, 3), default=0, show_default=True,
+                     help="Context lines a hunk may drop at its edges, as GNU patch --fuzz."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def _patch_request(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int,
+                   on_conflict: str = "fail", state_file: Optional[str] = None) -> Any:
+    from kolla_entry.patching.discover import patterns_from, resolve_target
+    from kolla_entry.patching.engine import PatchRequest
+
+    return PatchRequest(
+        target=resolve_target(target, os.environ),
+        patterns=patterns_from(patches, os.environ, DEFAULT_PATCH_GLOB),
+        strip=strip, fuzz=fuzz, on_conflict=on_conflict,
+        state_file=Path(state_file) if state_file else None,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-format", type=click.Choice(["json", "console"]), default=None,
+              help="How events are written on stderr. Default: console on a TTY, JSON lines otherwise.")
+@click.version_option(package_name="kolla-entry")
+def cli(log_format: Optional[str]) -> None:
+    """Container entrypoint for Kolla-style OpenStack images: hot-fix patches, config files, exec."""
+    logging_setup.configure(log_format)
+
+
+@cli.command("check-patches")
+@patch_options
+@click.option("--json", "as_json", is_flag=True, help="Print the machine-readable report on stdout.")
+def check_patches_command(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int,
+                          as_json: bool) -> None:
+    """Dry run: report what apply-patches would do, write nothing."""
+    from kolla_entry.patching.engine import check_patches
+
+    report = check_patches(_patch_request(patches, target, strip, fuzz))
+    _finish_series(report, as_json)
+
+
+@cli.command("apply-patches")
+@patch_options
+@click.option("--on-conflict", type=click.Choice(["fail", "skip"]), envvar=ENV_ON_CONFLICT, default="fail",
+              show_default=True, help="fail: write nothing if any patch fails; skip: leave failed patches out.")
+@click.option("--state-file", envvar=ENV_STATE_FILE, default=DEFAULT_STATE_FILE, show_default=True,
+              help="Where to record what was done (read by `kolla-entry status`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the machine-readable report on stdout.")
+def apply_patches_command(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int,
+                          on_conflict: str, state_file: str, as_json: bool) -> None:
+    """Apply the hot-fix patches to the target, all or nothing."""
+    from kolla_entry.patching.engine import apply_patches
+
+    report = apply_patches(_patch_request(patches, target, strip, fuzz, on_conflict, state_file))
+    _finish_series(report, as_json)
+
+
+# No ignore_unknown_options: a mistyped option before the command must be a usage error (exit 2), not the
+# program to exec after patches and configs were done; the service's own options follow CMD untouched.
+@cli.command("run", context_settings={"allow_interspersed_args": False})
+@patch_options
+@click.option("--on-conflict", type=click.Choice(["fail", "skip"]), default=None,
+              help="fail (default): refuse to start if any patch fails. Env KOLLA_ENTRY_ON_CONFLICT.")
+@click.option("--state-file", default=None,
+              help=f"Where to record what was done. Env KOLLA_ENTRY_STATE_FILE. Default {DEFAULT_STATE_FILE}.")
+@click.option("--config", "config_path", default=None, metavar="PATH",
+              help="The Kolla config.json/config.yaml. Default /var/lib/kolla/config_files/config.{yaml,json}.")
+@click.option("--user", default=None, help="Run the service as this user (overrides the config's \"user\").")
+@click.option("--configured-marker", default=None, hidden=True, help="The COPY_ONCE marker file (tests).")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run_command(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int, on_conflict: Optional[str],
+                state_file: Optional[str], config_path: Optional[str], user: Optional[str],
+                configured_marker: Optional[str], command: Sequence[str]) -> None:
+    """Apply patches, put config files in place, drop privileges and exec the service."""
+    sys.exit(run_from_options(patches=patches, target=target, strip=strip, fuzz=fuzz, on_conflict=on_conflict,
+                              state_file=state_file, config_path=config_path, user=user,
+                              configured_marker=configured_marker, command=command))
+
+
+def _finish_series(report: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    for line in report.failure_lines():
+        click.echo(f"kolla-entry: {line}", err=True)
+    sys.exit(EXIT_FAILED if report.failed else EXIT_OK)
+
+
+@cli.command("status")
+@click.option("--state-file", envvar=ENV_STATE_FILE, default=DEFAULT_STATE_FILE, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the state file as it is.")
+def status_command(state_file: str, as_json: bool) -> None:
+    """Show which hot-fixes and config files are live in this container."""
+    from kolla_entry.patching import state
+    data = state.load(Path(state_file))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    if not data:
+        click.echo(f"no state recorded at {state_file}: kolla-entry has not applied anything here")
+        return
+    click.echo(_format_status(data))
+
+
+def _format_status(data: Dict[str, Any]) -> str:
+    lines = [f"updated: {data.get('updated', '?')}"]
+    patches = data.get("patches") or {}
+    if patches:
+        lines.append(f"target: {patches.get('target')}  written: {patches.get('written')}")
+        for item in patches.get("patches", []):
+            # !s: a format width on a missing (None) status raises TypeError, a traceback at 3 a.m.
+            lines.append(f"  {item.get('status')!s:<16} {item.get('patch')}  sha256:{str(item.get('sha256'))[:12]}")
+            lines.extend(f"      {f.get('status')!s:<16} {f.get('path')}" for f in item.get("files", []))
+    configs = data.get("configs")
+    if configs:
+        lines.append("config files:")
+        for item in configs if isinstance(configs, list) else configs.get("files", []):
+            lines.append(f"  {item.get('dest')}  {item.get('owner')} {item.get('perm')} "
+                         f"sha256:{str(item.get('sha256'))[:12]}")
+    command = data.get("command")
+    if command:
+        lines.append(f"command: {json.dumps(command)}")
+    return "\n".join(lines)
+
+
+def invoke(args: List[str]) -> int:
+    """
+    Run the click command group on ``args``; click's own usage errors become exit code 2.
+
+    Library errors (``KollaEntryError``) propagate to ``cli.main``.
+    """
+    try:
+        cli.main(args=args, prog_name="kolla-entry", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.ClickException as err:
+        err.show()
+        return EXIT_ENVIRONMENT
+    except click.exceptions.Abort:
+        return EXIT_INTERRUPTED
+    return EXIT_OK

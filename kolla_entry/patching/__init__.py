@@ -1,0 +1,25 @@
+"""
+The patch engine: ``discover -> parse -> plan (match, reverse, view) -> compilecheck -> transaction
+(confine, journal, pycache) -> report / state``.
+
+Everything before the transaction only reads, so :func:`check_patches` is "plan, then report";
+:func:`apply_patches` commits the plan all or nothing. The entry points are loaded lazily: a pod start
+with no patch file imports none of the engine (``tests/test_imports.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["PatchRequest", "apply_patches", "check_patches"]
+
+if TYPE_CHECKING:
+    from kolla_entry.patching.engine import PatchRequest, apply_patches, check_patches
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from kolla_entry.patching import engine
+
+        return getattr(engine, name)
+    raise AttributeError(name)

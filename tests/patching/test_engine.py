@@ -1,0 +1,273 @@
+"""The patch engine end to end on real trees: check, apply, policies, state, cache invalidation."""
+
+from __future__ import annotations
+
+import py_compile
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+from kolla_entry.patching.engine import PatchRequest, apply_patches, check_patches
+from kolla_entry.patching.state import load
+from tests.helpers import configmap_dir, git_diff, make_tree, read_tree
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "small"
+HELLO = (EXAMPLE / "site-packages" / "greeter" / "hello.py").read_bytes()
+
+
+def _example(tmp_path: Path, extra: Dict[str, bytes] | None = None, *, only: bool = False) -> PatchRequest:
+    """The small example's tree and patches (or ``only`` the extra ones) in a ConfigMap layout."""
+    target = tmp_path / "site-packages"
+    shutil.copytree(EXAMPLE / "site-packages", target)
+    patches = {} if only else {p.name: p.read_bytes() for p in sorted((EXAMPLE / "patches").glob("*.patch"))}
+    patches.update(extra or {})
+    configmap_dir(tmp_path, "greeter-patches", patches)
+    return PatchRequest(target=target, patterns=(f"{tmp_path}/*-patches/*.patch",),
+                        state_file=tmp_path / "run" / "state.json")
+
+
+def _gnu_patch(tree: Path, patches: list[Path]) -> None:
+    for patch in patches:
+        subprocess.run(["patch", "-p1", "-s", "--no-backup-if-mismatch", "-i", str(patch)], cwd=tree, check=True)
+
+
+def _statuses(report: object) -> list[str]:
+    return [p.status for p in report.patches]  # type: ignore[attr-defined]
+
+
+def test_check_reports_without_writing(tmp_path: Path) -> None:
+    request = _example(tmp_path)
+    before = read_tree(request.target)
+    report = check_patches(request)
+    assert _statuses(report) == ["applicable", "applicable", "applicable", "skipped"]
+    assert "nova/compute/claims.py" in report.patches[3].reason
+    assert read_tree(request.target) == before
+    assert not report.failed and not report.written
+    assert not request.state_file.exists()  # type: ignore[union-attr]
+
+
+def test_apply_matches_gnu_patch_and_is_idempotent(tmp_path: Path) -> None:
+    request = _example(tmp_path)
+    report = apply_patches(request)
+    assert _statuses(report) == ["applied", "applied", "applied", "skipped"]
+    assert report.written
+    reference = tmp_path / "reference"
+    shutil.copytree(EXAMPLE / "site-packages", reference)
+    _gnu_patch(reference, sorted((EXAMPLE / "patches").glob("000[123]*.patch")))
+    assert {k: v[0] for k, v in read_tree(request.target).items()} == {  # type: ignore[index]
+        k: v[0] for k, v in read_tree(reference).items()  # type: ignore[index]
+    }
+    after = read_tree(request.target)
+    again = apply_patches(request)
+    assert _statuses(again) == ["already-applied", "already-applied", "already-applied", "skipped"]
+    assert not again.written
+    assert read_tree(request.target) == after
+
+
+def test_state_file_records_each_patch(tmp_path: Path) -> None:
+    request = _example(tmp_path)
+    apply_patches(request)
+    state = load(request.state_file)  # type: ignore[arg-type]
+    entries = state["patches"]["patches"]
+    assert [e["status"] for e in entries] == ["applied", "applied", "applied", "skipped"]
+    assert all(len(e["sha256"]) == 64 for e in entries)
+    assert entries[1]["files"] == [{"path": "greeter/hello.py", "status": "applied"},
+                                   {"path": "greeter/version.py", "status": "applied"}]
+
+
+def _conflicting(tmp_path: Path) -> bytes:
+    return git_diff(tmp_path / "scratch", {"greeter/hello.py": HELLO.replace(b"DEFAULT_NAME", b"NO_SUCH")},
+                    {"greeter/hello.py": HELLO.replace(b"DEFAULT_NAME", b"OTHER")})
+
+
+def test_conflict_with_fail_policy_writes_nothing(tmp_path: Path) -> None:
+    request = _example(tmp_path, {"0005-conflict.patch": _conflicting(tmp_path)})
+    before = read_tree(request.target)
+    report = apply_patches(request)
+    assert report.failed and not report.written
+    assert _statuses(report)[-1] == "conflict"
+    assert report.patches[-1].file == "greeter/hello.py"
+    assert report.patches[-1].hunk == 1
+    assert read_tree(request.target) == before
+    line = report.failure_lines()[0]
+    assert "0005-conflict.patch" in line and "greeter/hello.py" in line and "hunk #1" in line
+
+
+def test_conflict_with_skip_policy_applies_the_rest(tmp_path: Path) -> None:
+    request = _example(tmp_path, {"0005-conflict.patch": _conflicting(tmp_path)})
+    from dataclasses import replace
+
+    report = apply_patches(replace(request, on_conflict="skip"))
+    assert _statuses(report) == ["applied", "applied", "applied", "skipped", "conflict"]
+    assert report.written and report.failed
+    assert b"HOTFIX" in (request.target / "greeter" / "hello.py").read_bytes()
+
+
+def test_later_patch_sees_earlier_patch_in_memory(tmp_path: Path) -> None:
+    """0002 only applies on top of 0001's result; both are worked out before anything is written."""
+    request = _example(tmp_path)
+    step1 = HELLO.replace(b"world", b"team")
+    step2 = step1.replace(b"team", b"crew")
+    first = git_diff(tmp_path / "s", {"greeter/hello.py": HELLO}, {"greeter/hello.py": step1})
+    second = git_diff(tmp_path / "s", {"greeter/hello.py": step1}, {"greeter/hello.py": step2})
+    shutil.rmtree(tmp_path / "greeter-patches")
+    configmap_dir(tmp_path, "greeter-patches", {"a.patch": first, "b.patch": second})
+    report = apply_patches(request)
+    assert _statuses(report) == ["applied", "applied"]
+    assert (request.target / "greeter" / "hello.py").read_bytes() == step2
+
+
+def test_patch_that_breaks_syntax_is_a_conflict(tmp_path: Path) -> None:
+    broken = git_diff(tmp_path / "s", {"greeter/hello.py": HELLO},
+                      {"greeter/hello.py": HELLO.replace(b"def shout(name=None):", b"def shout(name=None)")})
+    request = _example(tmp_path, {"0009-broken.patch": broken}, only=True)
+    before = read_tree(request.target)
+    report = apply_patches(request)
+    assert report.patches[-1].status == "conflict"
+    assert "compile" in report.patches[-1].reason
+    assert read_tree(request.target) == before
+
+
+def test_files_of_uninstalled_top_level_folders_are_skipped(tmp_path: Path) -> None:
+    """Upstream backports carry release notes and docs: those files are skipped, the fix applies."""
+    fix = git_diff(tmp_path / "s",
+                   {"greeter/hello.py": HELLO, "releasenotes/notes/x.yaml": b"a: 1\n"},
+                   {"greeter/hello.py": HELLO.replace(b"world", b"team"), "releasenotes/notes/x.yaml": b"a: 2\n"})
+    request = _example(tmp_path)
+    shutil.rmtree(tmp_path / "greeter-patches")
+    configmap_dir(tmp_path, "greeter-patches", {"fix.patch": fix})
+    report = apply_patches(request)
+    assert report.patches[0].status == "applied"
+    assert [(f.path, f.status) for f in report.patches[0].files] == [
+        ("greeter/hello.py", "applied"), ("releasenotes/notes/x.yaml", "skipped")]
+    assert not (request.target / "releasenotes").exists()
+
+
+def test_a_backport_listing_docs_first_is_not_skipped(tmp_path: Path) -> None:
+    """git sorts doc/ before the package: the relevance rule looks at the first installed file."""
+    fix = git_diff(tmp_path / "s",
+                   {"doc/source/index.rst": b"old\n", "greeter/hello.py": HELLO},
+                   {"doc/source/index.rst": b"new\n", "greeter/hello.py": HELLO.replace(b"world", b"team")})
+    assert fix.index(b"doc/source/index.rst") < fix.index(b"greeter/hello.py")
+    request = _example(tmp_path)
+    shutil.rmtree(tmp_path / "greeter-patches")
+    configmap_dir(tmp_path, "greeter-patches", {"fix.patch": fix})
+    report = apply_patches(request)
+    assert report.patches[0].status == "applied", report.patches[0].reason
+    assert [(f.path, f.status) for f in report.patches[0].files] == [
+        ("doc/source/index.rst", "skipped"), ("greeter/hello.py", "applied")]
+    assert b"team" in (request.target / "greeter" / "hello.py").read_bytes()
+
+
+def test_failed_patch_naming_a_file_twice_and_a_path_through_a_file_keeps_its_status(tmp_path: Path) -> None:
+    """The already-applied check of a series must not turn a conflict into an exception (atheris)."""
+    bad = b"".join(
+        b"--- a/%s\n+++ b/%s\n@@ -1,1 +1,1 @@\n-%s\n+x\n" % (path, path, old)
+        for path, old in ((b"greeter/hello.py", b"no such line"), (b"greeter/hello.py", b"nor this one"),
+                          (b"greeter/hello.py/inner.txt", b"a")))
+    request = _example(tmp_path, {"0009-bad.patch": bad})
+    before = [p.status for p in check_patches(_example(tmp_path / "plain")).patches]
+    report = check_patches(request)
+    assert [p.status for p in report.patches] == [*before, "conflict"]
+    assert report.patches[-1].file == "greeter/hello.py"
+
+
+def test_missing_file_inside_installed_package_is_a_conflict(tmp_path: Path) -> None:
+    fix = git_diff(tmp_path / "s", {"greeter/hello.py": HELLO, "greeter/zzz.py": b"x = 1\n"},
+                   {"greeter/hello.py": HELLO.replace(b"world", b"team"), "greeter/zzz.py": b"x = 2\n"})
+    request = _example(tmp_path, {"0009-x.patch": fix}, only=True)
+    report = check_patches(request)
+    assert report.patches[-1].status == "conflict"
+    assert report.patches[-1].file == "greeter/zzz.py"
+
+
+@pytest.mark.parametrize("path", ["../outside.py", "greeter/../../outside.py"])
+def test_paths_leaving_the_target_are_refused(tmp_path: Path, path: str) -> None:
+    evil = (f"--- a/{path}\n+++ b/{path}\n@@ -0,0 +1 @@\n+x = 1\n").encode()
+    request = _example(tmp_path, {"0000-evil.patch": evil})
+    before = read_tree(tmp_path)
+    report = apply_patches(request)
+    assert report.patches[0].status == "refused"
+    assert not report.written
+    after = read_tree(tmp_path)
+    after.pop("run/state.json", None)
+    assert after == before
+
+
+def test_symlink_to_outside_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    make_tree(outside, {"hello.py": HELLO})
+    request = _example(tmp_path)
+    (request.target / "greeter" / "hello.py").unlink()
+    (request.target / "greeter" / "hello.py").symlink_to(outside / "hello.py")
+    report = apply_patches(request)
+    assert "refused" in _statuses(report)
+    assert (outside / "hello.py").read_bytes() == HELLO
+
+
+def test_partly_applied_patch_is_a_conflict(tmp_path: Path) -> None:
+    request = _example(tmp_path)
+    other = git_diff(tmp_path / "s", {"greeter/__init__.py": b'"""x"""\n', "greeter/hello.py": HELLO},
+                     {"greeter/__init__.py": b'"""y"""\n', "greeter/hello.py": HELLO.replace(b"world", b"team")})
+    shutil.rmtree(tmp_path / "greeter-patches")
+    configmap_dir(tmp_path, "greeter-patches", {"p.patch": other})
+    (request.target / "greeter" / "__init__.py").write_bytes(b'"""y"""\n')
+    report = check_patches(request)
+    assert report.patches[0].status == "conflict"
+    assert "partly applied" in report.patches[0].reason
+
+
+def test_stale_unchecked_hash_pyc_is_removed(tmp_path: Path) -> None:
+    request = _example(tmp_path)
+    source = request.target / "greeter" / "hello.py"
+    pyc = py_compile.compile(str(source), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    assert Path(pyc).exists()
+    apply_patches(request)
+    assert not Path(pyc).exists()
+    done = subprocess.run(["python3", "-c", "import greeter.hello as h; print(h.greeting())"],
+                          cwd=request.target, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "Hello, world!"
+
+
+def test_no_patches_is_a_quiet_success(tmp_path: Path) -> None:
+    target = make_tree(tmp_path / "sp", {"x/__init__.py": b""})
+    report = apply_patches(PatchRequest(target=target, patterns=(f"{tmp_path}/none-patches/*.patch",)))
+    assert report.patches == () and not report.failed and not report.written
+
+
+def test_multi_commit_patch_changing_the_same_lines_is_already_applied_on_restart(tmp_path: Path) -> None:
+    """A format-patch series that edits its own edit must not turn a pod restart into a conflict."""
+    step1 = HELLO.replace(b"world", b"team")
+    step2 = step1.replace(b"team", b"crew")
+    first = git_diff(tmp_path / "s", {"greeter/hello.py": HELLO}, {"greeter/hello.py": step1})
+    second = git_diff(tmp_path / "s", {"greeter/hello.py": step1}, {"greeter/hello.py": step2})
+    request = _example(tmp_path, {"0001-series.patch": first + second}, only=True)
+    assert apply_patches(request).patches[0].status == "applied"
+    assert (request.target / "greeter" / "hello.py").read_bytes() == step2
+    after = read_tree(request.target)
+    again = apply_patches(request)
+    assert again.patches[0].status == "already-applied"
+    assert read_tree(request.target) == after
+    (request.target / "greeter" / "hello.py").write_bytes(step1)
+    assert check_patches(request).patches[0].status == "conflict"
+
+
+def test_check_refuses_to_describe_a_tree_with_a_pending_journal(tmp_path: Path) -> None:
+    """A half-committed tree has no honest status: check-patches says so and what to do."""
+    from kolla_entry.errors import EnvironmentProblem
+
+    request = _example(tmp_path)
+    (request.target / ".kolla-entry.journal").write_text("{}")
+    with pytest.raises(EnvironmentProblem, match="run apply-patches"):
+        check_patches(request)
+
+
+def test_failure_lines_stay_one_line_whatever_the_file_name(tmp_path: Path) -> None:
+    from kolla_entry.patching.report import PatchReport, SeriesReport
+
+    report = SeriesReport(target="t", patches=(PatchReport(patch="p", status="conflict", reason="r",
+                                                           file="greeter/a\nb.py"),))
+    assert report.failure_lines() == ["conflict: p: greeter/a\\nb.py: r"]
