@@ -337,6 +337,46 @@ class TestDiffRuN:
     def test_is_epoch(self, stamp: bytes, epoch: bool) -> None:
         assert names.is_epoch(stamp) is epoch
 
+    def test_svn_revision_0_means_create(self) -> None:
+        """svn diff marks a file added in the working copy ``(revision 0)``, as GNU patch reads it (issue #12)."""
+        data = (b"Index: nova/new.py\n" + b"=" * 67 + b"\n--- nova/new.py\t(revision 0)\n"
+                b"+++ nova/new.py\t(working copy)\n@@ -0,0 +1 @@\n+hello = 1\n")
+        file = _only(_parse(data))
+        assert (file.kind, file.old_path, file.new_path) == (CREATE, None, "nova/new.py")
+
+    def test_svn_revision_0_on_a_real_old_side_is_a_modify(self) -> None:
+        data = b"--- x.py\t(revision 0)\n+++ x.py\t(working copy)\n@@ -1 +1 @@\n-a\n+b\n"
+        assert _only(_parse(data)).kind == MODIFY
+
+
+class TestHeaderNames:
+    """``---``/``+++`` names followed by a date after a space, not a TAB (issue #12, item 7)."""
+
+    @pytest.mark.parametrize(("rest", "name", "stamp"), [
+        pytest.param(b"x.txt Sun Dec 27 16:08:28 2009", "x.txt", b"Sun Dec 27 16:08:28 2009", id="ctime"),
+        pytest.param(b"x.txt Sun Dec  7 16:08:28 2009", "x.txt", b"Sun Dec  7 16:08:28 2009", id="ctime-pad"),
+        pytest.param(b"a/x.txt 2009-12-27 16:08:28.000000000 +0100", "a/x.txt",
+                     b"2009-12-27 16:08:28.000000000 +0100", id="iso-nanoseconds"),
+        pytest.param(b"a/x.txt 2009-12-27 16:08:28 +0100", "a/x.txt", b"2009-12-27 16:08:28 +0100", id="iso"),
+        pytest.param(b"a/x.txt 2009-12-27 16:08:28", "a/x.txt", b"2009-12-27 16:08:28", id="iso-no-zone"),
+        pytest.param(b"my file.txt 2009-12-27 16:08:28 +0100", "my file.txt", b"2009-12-27 16:08:28 +0100",
+                     id="space-in-name"),
+        pytest.param(b"my file.txt", "my file.txt", b"", id="space-in-name-no-date"),
+        pytest.param(b"x.txt\t2009-12-27 16:08:28 +0100", "x.txt", b"2009-12-27 16:08:28 +0100", id="tab"),
+        pytest.param(b'"x 2009-12-27 16:08:28 +0100" 2009-12-27 16:08:28 +0100', "x 2009-12-27 16:08:28 +0100",
+                     b"2009-12-27 16:08:28 +0100", id="quoted-name-wins"),
+        pytest.param(b"1970-01-01 00:00:00 +0000", "1970-01-01 00:00:00 +0000", b"", id="a-date-alone-is-a-name"),
+    ])
+    def test_date_after_a_space_is_not_part_of_the_name(self, rest: bytes, name: str, stamp: bytes) -> None:
+        assert names.header_name(rest, patch="p") == (name, stamp)
+
+    def test_date_after_a_space_still_marks_an_absent_file(self) -> None:
+        """A space-separated epoch date is diff -N's absent file as much as a TAB-separated one."""
+        data = b"--- a/n.py 1970-01-01 00:00:00.000000000 +0000\n+++ b/n.py 2026-01-01 00:00:00 +0000\n" \
+               b"@@ -0,0 +1 @@\n+x = 1\n"
+        file = _only(_parse(data))
+        assert (file.kind, file.new_path) == (CREATE, "b/n.py")
+
 
 # --- line endings, missing newlines, ConfigMap mangling ---------------------------------------
 
@@ -576,7 +616,8 @@ def _timed(data: bytes) -> float:
 @pytest.mark.parametrize(("path", "strip", "expected"), [
     ("a/nova/x.py", 1, "nova/x.py"),
     ("orig.dir/nova/x.py", 1, "nova/x.py"),
-    ("a//nova///x.py", 1, "nova/x.py"),
+    ("a/nova///x.py", 1, "nova/x.py"),
+    ("a//etc/x", 1, "/etc/x"),  # issue #12: absolute once the stripped component is gone (refused later)
     ("a/nova/x.py", 0, "a/nova/x.py"),
     ("a//nova/x.py", 0, "a/nova/x.py"),
     ("a/nova/x.py", 2, "x.py"),

@@ -84,8 +84,10 @@ def strip_path(path: str, strip: int) -> Optional[str]:
     """
     Remove ``strip`` leading components from a path, as GNU ``patch -pN`` does.
 
-    Runs of slashes count as one separator (``a//x`` is ``a/x``); a leading slash is the first
-    separator, so ``/u/x`` with 1 gives ``u/x``.
+    Runs of slashes count as one separator inside the stripped part; a leading slash is the first
+    separator, so ``/u/x`` with 1 gives ``u/x``. Slashes right after the last stripped component are
+    kept: ``b//etc/x`` with 1 is ``/etc/x``, an absolute path that confinement refuses (issue #12;
+    GNU patch would read ``etc/x``).
 
     Args:
         path: the path as written in the patch.
@@ -99,13 +101,17 @@ def strip_path(path: str, strip: int) -> Optional[str]:
     """
     if strip < 0:
         raise ValueError(f"strip must be >= 0, not {strip}")
-    rest = re.sub("/+", "/", path)
-    for _ in range(strip):
+    rest = path
+    for step in range(strip):
+        if step:
+            rest = rest.lstrip("/")
         slash = rest.find("/")
         if slash < 0:
             return None
         rest = rest[slash + 1:]
-    return rest or None
+    if rest.startswith("/") and strip:
+        return "/" + re.sub("/+", "/", rest.lstrip("/")) if rest.strip("/") else None
+    return re.sub("/+", "/", rest) or None
 
 
 def _split_lines(data: bytes) -> List[bytes]:
@@ -249,7 +255,7 @@ def _read_plain_file(reader: Reader) -> FilePatch:
 
 
 def _read_header_and_hunks(reader: Reader) -> Tuple[Optional[str], Optional[str], Tuple[Hunk, ...]]:
-    """``---``/``+++`` then at least one hunk; an epoch date stands for an absent file (diff -N)."""
+    """``---``/``+++`` then hunks; an epoch date (diff -N) or svn's ``(revision 0)`` stands for an absent file."""
     header_line = reader.line_no()
     old_path, old_stamp = names.header_name(header(reader, reader.bare())[4:], patch=reader.name)
     new_path, new_stamp = names.header_name(header(reader, reader.bare(1))[4:], patch=reader.name)
@@ -261,9 +267,9 @@ def _read_header_and_hunks(reader: Reader) -> Tuple[Optional[str], Optional[str]
             f"file header at patch line {header_line} is not followed by an '@@' hunk; {REGENERATE}",
             file=label,
         )
-    if old_path is not None and names.is_epoch(old_stamp) and all(h.old_len == 0 for h in hunks):
+    if old_path is not None and names.marks_absent(old_stamp) and all(h.old_len == 0 for h in hunks):
         old_path = None
-    if new_path is not None and names.is_epoch(new_stamp) and all(h.new_len == 0 for h in hunks):
+    if new_path is not None and names.marks_absent(new_stamp) and all(h.new_len == 0 for h in hunks):
         new_path = None
     if old_path is None and new_path is None:
         raise reader.invalid(

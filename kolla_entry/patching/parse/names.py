@@ -27,6 +27,19 @@ _TIMESTAMP = re.compile(
 )
 
 
+# Dates GNU patch reads after a name when no TAB separates them (old difflib, some editors):
+# ``2009-12-27 16:08:28[.000000000] [+0100]`` (diff -u) and ctime's ``Sun Dec 27 16:08:28 2009``.
+_SPACED_STAMP = re.compile(
+    rb" +((?:\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d(?:\.\d+)?)?(?: ?[+-]\d{4})?)"
+    rb"|(?:[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d(?: [A-Z]{3,5})? \d{4}(?: [+-]\d{4})?)) *$"
+)
+# The longest date _SPACED_STAMP reads, with room for padding: only a line's tail is searched, so a
+# long header line costs no more than a short one.
+_STAMP_TAIL = 80
+# svn diff dates a file added in the working copy so; GNU patch reads it as an absent old file.
+_SVN_ABSENT = b"(revision 0)"
+
+
 def decode_path(raw: bytes) -> str:
     """Paths are str everywhere: UTF-8, undecodable bytes kept as surrogates."""
     return raw.decode("utf-8", "surrogateescape")
@@ -86,7 +99,7 @@ def header_name(rest: bytes, *, patch: str) -> Tuple[Optional[str], bytes]:
 
     Returns:
         The path exactly as written (prefix kept; None for ``/dev/null``) and the timestamp
-        that followed a TAB (empty when none).
+        that followed a TAB, or a recognised date that followed a space (empty when none).
 
     Raises:
         PatchInvalid: the name is empty or badly quoted.
@@ -96,13 +109,32 @@ def header_name(rest: bytes, *, patch: str) -> Tuple[Optional[str], bytes]:
         stamp = rest[end:].strip()
     else:
         name, _, stamp = rest.partition(b"\t")
-        # Without a TAB, a YAML round trip may have left trailing blanks: never part of a name.
-        name = name.rstrip() if not stamp else name
+        if not stamp:
+            name, stamp = _split_spaced_stamp(name)
         stamp = stamp.strip()
     if not name:
         raise PatchInvalid(f"file header {_show(rest)} names no file", patch=patch)
     path = decode_path(name)
     return (None if path == DEV_NULL else path), stamp
+
+
+def _split_spaced_stamp(rest: bytes) -> Tuple[bytes, bytes]:
+    """A name without a TAB: a date after a space is GNU patch's timestamp, not part of the name."""
+    cut = max(len(rest) - _STAMP_TAIL, 0)
+    found = _SPACED_STAMP.search(rest, cut)
+    if found is not None and found.start() > 0 and rest[:found.start()].strip():
+        return rest[:found.start()], found.group(1)
+    # A YAML round trip may have left trailing blanks: never part of a name.
+    return rest.rstrip(), b""
+
+
+def marks_absent(stamp: bytes) -> bool:
+    """
+    True when a header's timestamp says the file does not exist on that side.
+
+    GNU diff -N dates absent files at the epoch; svn diff marks an added file ``(revision 0)``.
+    """
+    return stamp == _SVN_ABSENT or is_epoch(stamp)
 
 
 def is_epoch(stamp: bytes) -> bool:
