@@ -24,6 +24,7 @@ from kolla_entry.patching.model import (
     CREATE,
     DELETE,
     INVALID,
+    MODIFY,
     RENAME,
     SKIPPED,
     FilePatch,
@@ -150,10 +151,11 @@ def plan_patch(
     except (PatchInvalid, PatchRefused) as err:
         return _failed(name, sha256, err), {}
     try:
-        index = _relevance_index(patch.files, paths, view)
-        first = _relevance_path(patch.files[index], paths[index])
-        if not _is_relevant(patch.files[index], first, view):
-            reason = f"{first} does not exist in the target: the patch belongs to another image"
+        paths = [_chosen_names(fp, pair, view) for fp, pair in zip(patch.files, paths)]
+        unrelated = _unrelated_packages(patch.files, paths, view)
+        if unrelated is not None:
+            first = _relevance_path(patch.files[0], paths[0])
+            reason = (f"{unrelated} not installed in this image ({first}): the patch belongs to another image")
             return PatchReport(patch=name, status=SKIPPED, sha256=sha256, reason=reason, file=first), {}
         work = PatchWork(view)
         files = [_plan_file(fp, old, new, work, fuzz) for fp, (old, new) in zip(patch.files, paths)]
@@ -222,15 +224,40 @@ def _strip_one(path: Optional[str], strip: int, fp: FilePatch) -> Optional[str]:
     return confine.validate_relpath(stripped)
 
 
-def _relevance_index(files: Sequence[FilePatch], paths: Sequence[Tuple[Optional[str], Optional[str]]],
-                     view: SeriesView) -> int:
-    # The seed's rule looks at the first file; but git sorts `api-ref/` and `doc/` before `nova/`, so an
-    # upstream backport would be skipped whole on the image it fixes. Files of folders not installed
-    # here are skipped with a warning anyway (issue #2), so the rule looks at the first file that is not.
-    for index, (fp, pair) in enumerate(zip(files, paths)):
-        if view.top_level_exists(_relevance_path(fp, pair)):
-            return index
-    return 0
+def _chosen_names(fp: FilePatch, pair: Tuple[Optional[str], Optional[str]],
+                  view: SeriesView) -> Tuple[Optional[str], Optional[str]]:
+    """
+    The file a modification patches, as GNU patch chooses it: the old name if it exists, else the
+    new name if that exists (``diff -u x.py.orig x.py``), else the old name (issue #12).
+    """
+    old, new = pair
+    if fp.kind != MODIFY or old is None or new is None or old == new:
+        return pair
+    if view.get(old) is None and view.get(new) is not None:
+        return new, new
+    return old, old
+
+
+def _unrelated_packages(files: Sequence[FilePatch], paths: Sequence[Tuple[Optional[str], Optional[str]]],
+                        view: SeriesView) -> Optional[str]:
+    """
+    None when some file of the patch lies in a top-level folder installed here; else the folders,
+    as the skip reason's subject (``nova/ is``).
+
+    Relevance is decided by package, never by one file (issue #12): a patch that touches an
+    installed package is this image's patch, so every file missing inside that package is a
+    conflict, while files of folders not installed (docs, another distribution's tests) are
+    skipped with a warning. Only a patch none of whose folders is installed belongs to another image.
+    """
+    tops: List[str] = []
+    for fp, pair in zip(files, paths):
+        rel = _relevance_path(fp, pair)
+        if view.top_level_exists(rel):
+            return None
+        top = rel.split("/", 1)[0] + ("/" if "/" in rel else "")
+        if top not in tops:
+            tops.append(top)
+    return f"{', '.join(tops)} {'is' if len(tops) == 1 else 'are'}"
 
 
 def _relevance_path(fp: FilePatch, paths: Tuple[Optional[str], Optional[str]]) -> str:
@@ -238,16 +265,6 @@ def _relevance_path(fp: FilePatch, paths: Tuple[Optional[str], Optional[str]]) -
     chosen = new if fp.kind == CREATE else old
     assert chosen is not None
     return chosen
-
-
-def _is_relevant(fp: FilePatch, first: str, view: SeriesView) -> bool:
-    # The seed's rule: a patch whose first file is not in this image belongs to another service.
-    # A patch that starts by creating a file counts when that file's package is installed.
-    if view.get(first) is not None:
-        return True
-    if fp.kind == CREATE:
-        return view.top_level_exists(first)
-    return False
 
 
 def _plan_file(
@@ -336,8 +353,8 @@ def _plan_move(fp: FilePatch, old: str, new: str, work: PatchWork, fuzz: int) ->
 def _plan_modify(fp: FilePatch, rel: str, work: PatchWork, fuzz: int) -> FileReport:
     current = work.get(rel)
     if current is None:
-        raise PatchConflict("the file is missing, although its package is installed: the patch does not "
-                            "fit this image's version", file=rel)
+        raise PatchConflict(f"{rel} is missing, although {rel.split('/', 1)[0]}/ is installed in this image: "
+                            "the patch does not fit this image's version", file=rel)
     new_mode = _mode_bits(fp.new_mode, current.mode, rel)
     if not fp.hunks:
         status = ALREADY_APPLIED if new_mode == current.mode else APPLIED

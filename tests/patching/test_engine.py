@@ -271,3 +271,101 @@ def test_failure_lines_stay_one_line_whatever_the_file_name(tmp_path: Path) -> N
     report = SeriesReport(target="t", patches=(PatchReport(patch="p", status="conflict", reason="r",
                                                            file="greeter/a\nb.py"),))
     assert report.failure_lines() == ["conflict: p: greeter/a\\nb.py: r"]
+
+
+# -- issue #12: relevance by package, unsafe paths first, GNU file name selection --------------
+
+def _only_patch(tmp_path: Path, patch: bytes, strip: int = 1) -> PatchRequest:
+    from dataclasses import replace
+
+    return replace(_example(tmp_path, {"0001-fix.patch": patch}, only=True), strip=strip)
+
+
+def test_a_missing_first_file_inside_an_installed_package_is_a_conflict_naming_it(tmp_path: Path) -> None:
+    """git lists greeter/api_tests/ before greeter/hello.py: an image without the test tree must not skip the fix."""
+    fix = git_diff(tmp_path / "s",
+                   {"greeter/api_tests/test_hello.py": b"a = 1\n", "greeter/hello.py": HELLO},
+                   {"greeter/api_tests/test_hello.py": b"a = 2\n",
+                    "greeter/hello.py": HELLO.replace(b"world", b"team")})
+    assert fix.index(b"greeter/api_tests/test_hello.py") < fix.index(b"greeter/hello.py")
+    request = _only_patch(tmp_path, fix)
+    before = read_tree(request.target)
+    report = apply_patches(request)
+    result = report.patches[0]
+    assert (result.status, result.file) == ("conflict", "greeter/api_tests/test_hello.py"), result.reason
+    assert "greeter/api_tests/test_hello.py" in report.failure_lines()[0]
+    assert read_tree(request.target) == before
+
+
+def test_a_patch_with_no_installed_package_is_skipped_naming_the_package(tmp_path: Path) -> None:
+    fix = b"--- a/nova/virt/driver.py\n+++ b/nova/virt/driver.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"
+    report = check_patches(_only_patch(tmp_path, fix))
+    assert report.patches[0].status == "skipped"
+    assert "nova/ is not installed in this image" in report.patches[0].reason
+
+
+def test_files_of_uninstalled_packages_stay_skipped_beside_an_installed_one(tmp_path: Path) -> None:
+    """Only the installed package decides: another distribution's files are skipped with a warning."""
+    fix = (b"--- a/othertests/test_x.py\n+++ b/othertests/test_x.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"
+           + git_diff(tmp_path / "s", {"greeter/hello.py": HELLO},
+                      {"greeter/hello.py": HELLO.replace(b"world", b"team")}))
+    report = apply_patches(_only_patch(tmp_path, fix))
+    assert report.patches[0].status == "applied", report.patches[0].reason
+    assert [(f.path, f.status) for f in report.patches[0].files] == [
+        ("othertests/test_x.py", "skipped"), ("greeter/hello.py", "applied")]
+
+
+def test_a_new_file_inside_an_installed_package_makes_the_patch_relevant(tmp_path: Path) -> None:
+    fix = (b"--- a/nova/x.py\n+++ b/nova/x.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"
+           b"--- /dev/null\n+++ b/greeter/new.py\n@@ -0,0 +1 @@\n+b = 1\n")
+    report = apply_patches(_only_patch(tmp_path, fix))
+    assert report.patches[0].status == "applied", report.patches[0].reason
+
+
+@pytest.mark.parametrize(("patch", "strip", "named"), [
+    pytest.param(b"--- a//etc/x\n+++ b//etc/x\n@@ -1 +1 @@\n-a\n+b\n", 1, "/etc/x", id="absolute-after-strip"),
+    pytest.param(b"--- /etc/x\n+++ /etc/x\n@@ -1 +1 @@\n-a\n+b\n", 0, "/etc/x", id="absolute"),
+    pytest.param(b"--- a/nova/../../x\n+++ b/nova/../../x\n@@ -1 +1 @@\n-a\n+b\n", 1, "nova/../../x", id="dotdot"),
+    pytest.param(b"--- a/out/x.py\n+++ b/out/x.py\n@@ -1 +1 @@\n-a\n+b\n", 1, "out/x.py", id="through-a-link"),
+    pytest.param(b"--- a/greeter/hello.py\n+++ b/greeter/hello.py\n@@ -1 +1 @@\n-a\n+b\n"
+                 b"--- a//etc/x\n+++ b//etc/x\n@@ -1 +1 @@\n-a\n+b\n", 1, "/etc/x", id="second-file"),
+])
+def test_unsafe_paths_are_refused_whatever_exists(tmp_path: Path, patch: bytes, strip: int, named: str) -> None:
+    """Issue #12 item 2: an unsafe path is never reported as a harmless skip."""
+    request = _only_patch(tmp_path, patch, strip)
+    (request.target / "out").symlink_to(tmp_path / "elsewhere")  # absent outside the target
+    before = read_tree(request.target)
+    report = apply_patches(request)
+    assert report.patches[0].status == "refused", report.patches[0].reason
+    assert report.patches[0].file == named
+    assert read_tree(request.target) == before
+
+
+def test_old_name_missing_new_name_present_patches_the_new_name(tmp_path: Path) -> None:
+    """``diff -u nova/utils.py.orig nova/utils.py`` with --strip 0, as GNU patch and git apply read it."""
+    target = make_tree(tmp_path / "made", {"greeter/hello.py.orig": HELLO,
+                                          "greeter/hello.py": HELLO.replace(b"world", b"team")})
+    done = subprocess.run(["diff", "-u", "greeter/hello.py.orig", "greeter/hello.py"], cwd=target,
+                          capture_output=True, check=False)
+    assert done.returncode == 1, done.stderr
+    request = _only_patch(tmp_path, done.stdout, strip=0)
+    report = apply_patches(request)
+    assert report.patches[0].status == "applied", report.patches[0].reason
+    assert [f.path for f in report.patches[0].files] == ["greeter/hello.py"]
+    assert (request.target / "greeter" / "hello.py").read_bytes() == HELLO.replace(b"world", b"team")
+    reference = make_tree(tmp_path / "gnu", {"greeter/hello.py": HELLO})
+    subprocess.run(["patch", "-p0", "-s", "--no-backup-if-mismatch"], input=done.stdout, cwd=reference, check=True)
+    assert (reference / "greeter" / "hello.py").read_bytes() == HELLO.replace(b"world", b"team")
+    assert apply_patches(request).patches[0].status == "already-applied"
+
+
+def test_when_both_names_exist_the_old_name_is_patched(tmp_path: Path) -> None:
+    patch = (b"--- greeter/hello.py\n+++ greeter/version.py\n"
+             + git_diff(tmp_path / "s", {"greeter/hello.py": HELLO},
+                        {"greeter/hello.py": HELLO.replace(b"world", b"team")}).split(b"+++ b/greeter/hello.py\n")[1])
+    request = _only_patch(tmp_path, patch, strip=0)
+    init = (request.target / "greeter" / "__init__.py").read_bytes()
+    report = apply_patches(request)
+    assert report.patches[0].status == "applied", report.patches[0].reason
+    assert (request.target / "greeter" / "hello.py").read_bytes() == HELLO.replace(b"world", b"team")
+    assert (request.target / "greeter" / "__init__.py").read_bytes() == init
