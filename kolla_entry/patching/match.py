@@ -34,8 +34,10 @@ Our additions:
   context lines. When no side matches exactly, lines are compared with trailing spaces, tabs and
   ``\\r`` ignored (and, like GNU ``-l``, a missing final newline); such a match counts only if it
   is the only one between the end of the previous hunk and the end of the file.
-- Line endings. A patch line matches a CRLF file line with or without its ``\\r`` (a diff of the
-  CRLF file, or one normalised to LF). Added lines take the file's dominant ending.
+- Line endings. One trailing ``\\r`` on a patch line or a file line is its line ending, not content:
+  an LF, CRLF or mixed patch matches an LF or CRLF file the same way, in the forward, the reverse
+  and the already-applied checks alike (issue #12: a CRLF patch adding a line without context was
+  added again at every start). Added lines take the file's dominant ending.
 - Hunks without any context line (``diff -U0``) carry no evidence of place: a pure addition goes
   at its stated line unless its lines are exactly there already; a pure deletion or replacement
   found away from its stated line while the other side is also possible is a conflict (GNU patch

@@ -221,6 +221,12 @@ def _strip_one(path: Optional[str], strip: int, fp: FilePatch) -> Optional[str]:
             "make the patch from site-packages with a/ b/ prefixes or change --strip",
             file=path,
         )
+    if strip and stripped.startswith("/"):
+        raise PatchRefused(
+            f"absolute path once --strip {strip} is applied to {path}; paths must be relative to the target "
+            "(diff -ruN a/ b/ writes a//x: make the diff from the folder names without trailing slashes)",
+            file=stripped,
+        )
     return confine.validate_relpath(stripped)
 
 

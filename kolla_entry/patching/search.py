@@ -84,7 +84,9 @@ class Text:
             return self.keys(LOOSE)[i] == _loose_key(line.text)
         body = self.bodies[i]
         terminated = not (self.open_end and i == self.size - 1)
-        return (body == line.text or body == line.text + b"\r") and terminated == line.newline
+        # One trailing \r on either side is a line ending, as in the index (exact_key): a CRLF patch
+        # line must match the LF line it wrote, or every restart would add it again (issue #12).
+        return (body == line.text or exact_key(body) == exact_key(line.text)) and terminated == line.newline
 
     def ending(self, hunk: Hunk) -> bytes:
         """The line ending for added lines: the file's majority, or the hunk's for an empty file."""

@@ -369,3 +369,50 @@ def test_when_both_names_exist_the_old_name_is_patched(tmp_path: Path) -> None:
     assert report.patches[0].status == "applied", report.patches[0].reason
     assert (request.target / "greeter" / "hello.py").read_bytes() == HELLO.replace(b"world", b"team")
     assert (request.target / "greeter" / "__init__.py").read_bytes() == init
+
+
+# -- issue #12 item 6: every status alike for a patch in LF, CRLF or mixed line endings ----------
+
+DATA_TXT = b"alpha\nbeta\ngamma\n"
+_BY_STATUS = {
+    "applied": b"--- a/greeter/data.txt\n+++ b/greeter/data.txt\n@@ -0,0 +1 @@\n+new info\n",
+    "applied-with-context": b"--- a/greeter/data.txt\n+++ b/greeter/data.txt\n@@ -1,3 +1,3 @@\n alpha\n-beta\n+BETA\n"
+                            b" gamma\n",
+    "applied-twice-in-a-series": b"--- a/greeter/data.txt\n+++ b/greeter/data.txt\n@@ -1,3 +1,3 @@\n alpha\n-beta\n"
+                                 b"+BETA\n gamma\n--- a/greeter/data.txt\n+++ b/greeter/data.txt\n@@ -1,3 +1,3 @@\n"
+                                 b" alpha\n-BETA\n+Beta\n gamma\n",
+    "created": b"--- /dev/null\n+++ b/greeter/new.txt\n@@ -0,0 +1,2 @@\n+one\n+two\n",
+    "conflict": b"--- a/greeter/data.txt\n+++ b/greeter/data.txt\n@@ -1,3 +1,3 @@\n alpha\n-delta\n+DELTA\n gamma\n",
+    "skipped": b"--- a/nova/x.py\n+++ b/nova/x.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n",
+    "invalid": b"--- a/greeter/data.txt\n+++ b/greeter/data.txt\n@@ -1,3 +1,3 @@\n alpha\n-beta\n",
+    "refused": b"--- a/greeter/../../x\n+++ b/greeter/../../x\n@@ -1 +1 @@\n-a\n+b\n",
+}
+
+
+def _line_endings(patch: bytes, form: str) -> bytes:
+    lines = patch.split(b"\n")[:-1]
+    if form == "lf":
+        return patch
+    if form == "crlf":
+        return b"".join(line + b"\r\n" for line in lines)
+    return b"".join(line + (b"\r\n" if i % 2 else b"\n") for i, line in enumerate(lines))
+
+
+@pytest.mark.parametrize("case", list(_BY_STATUS))
+@pytest.mark.parametrize("form", ["crlf", "mixed"])
+def test_every_status_is_the_same_for_crlf_and_mixed_patches(tmp_path: Path, case: str, form: str) -> None:
+    """The same three starts give the same statuses and the same LF file as the LF patch (issue #12 item 6)."""
+    outcomes = []
+    for each in ("lf", form):
+        request = _only_patch(tmp_path / each, _line_endings(_BY_STATUS[case], each))
+        (request.target / "greeter" / "data.txt").write_bytes(DATA_TXT)
+        statuses = [apply_patches(request).patches[0].status for _ in range(3)]
+        outcomes.append((statuses, read_tree(request.target)))
+    assert outcomes[1][0] == outcomes[0][0]
+    expected = {"applied": "applied", "conflict": "conflict", "skipped": "skipped", "invalid": "invalid",
+                "refused": "refused"}.get(case, "applied")
+    assert outcomes[0][0][0] == expected
+    if expected == "applied":
+        assert outcomes[0][0][1:] == ["already-applied", "already-applied"]
+    if case != "created":  # a created file holds what the patch says, line endings included
+        assert outcomes[1][1] == outcomes[0][1]

@@ -299,11 +299,13 @@ class TestLineEndings:
         res = check(self.CRLF, udiff("@@ -1,3 +1,4 @@\n one\n-two\n+TWO\n+2b\n three"))
         assert res.content == text("one", "TWO", "2b", "three", "four", end="\r\n")
 
-    def test_lf_file_with_crlf_diff_applies_loosely_and_stays_lf(self) -> None:
-        """A CRLF diff on an LF file only matches ignoring the \\r; added lines follow the file."""
+    def test_lf_file_with_crlf_diff_matches_exactly_and_stays_lf(self) -> None:
+        """A CRLF diff on an LF file: one \\r is a line ending, not content (issue #12); added lines follow the file."""
         res = check(text("one", "two", "three"), udiff("@@ -1,3 +1,3 @@\n one\r\n-two\r\n+TWO\r\n three\r"))
         assert res.status == APPLIED and res.content == text("one", "TWO", "three")
-        assert res.hunks[0].reason == "matched ignoring trailing whitespace"
+        assert res.hunks[0].reason == ""
+        again = check(res.content, udiff("@@ -1,3 +1,3 @@\n one\r\n-two\r\n+TWO\r\n three\r"))
+        assert again.status == ALREADY_APPLIED
 
     def test_created_crlf_file_keeps_crlf(self) -> None:
         """Creating a file from a CRLF diff writes CRLF lines."""
