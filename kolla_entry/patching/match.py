@@ -26,6 +26,9 @@ Our additions:
   first level that finds either side decides, in this order: exact; trailing whitespace ignored;
   then fuzz 1..N. So fuzz never outvotes an exact match, and a twin that only matches loosely
   never makes a fresh fix look applied (the nova ``claims.py`` trap of ``patch -R --fuzz 2``).
+  When *both* sides fit exactly at their stated lines (a run of identical lines: a repeated line,
+  blank lines, a block of ``pass``), the text cannot tell applied from not: a conflict that asks
+  for more context, never a forward apply that would repeat at every start (issue #12).
   Two refinements when neither side is at its stated line: when one side's place lies within the
   other's (an addition's context inside its result), the larger find wins whatever the distance;
   when both hang on the same context lines (the lines to remove and the lines to add are both
@@ -195,6 +198,13 @@ def _place(text: Text, hunk: Hunk, track: _Track, fuzz: int) -> Union[_Place, st
                 at_guess(text, Search(new, shape, EXACT, 0, guesses[1], track.low)))
         if here[0] != here[1]:
             return _Place(here[0], guesses[0] if here[0] else guesses[1], 0, False)
+        if here[0]:
+            # In a run of identical lines (a repeated line, blank lines, a block of `pass`) both
+            # sides fit exactly where the header says: applying would change the file again at
+            # every start, one line at a time (issue #12). Only more context can tell.
+            return (f"ambiguous at line {guesses[0] + 1}: the original and the patched text both fit, so "
+                    "kolla-entry cannot tell whether the fix is already in this image; make the patch with "
+                    "more context, e.g. `git diff -U10`")
     bare = all(line.op != CONTEXT for line in hunk.lines)
     anchors = (_first_context(old), _first_context(new))
     for mode, level in levels(shape, fuzz):

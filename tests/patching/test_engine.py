@@ -416,3 +416,16 @@ def test_every_status_is_the_same_for_crlf_and_mixed_patches(tmp_path: Path, cas
         assert outcomes[0][0][1:] == ["already-applied", "already-applied"]
     if case != "created":  # a created file holds what the patch says, line endings included
         assert outcomes[1][1] == outcomes[0][1]
+
+
+def test_a_hunk_whose_two_sides_fit_is_never_applied_twice(tmp_path: Path) -> None:
+    """Issue #12 item 5's repro: three starts used to give three `applied`, one line fewer each time."""
+    patch = b"--- a/greeter/data.txt\n+++ b/greeter/data.txt\n@@ -1,5 +1,4 @@\n x\n-b\n b\n b\n b\n"
+    request = _only_patch(tmp_path, patch)
+    (request.target / "greeter" / "data.txt").write_bytes(b"x\n" + b"b\n" * 7)
+    before = read_tree(request.target)
+    reports = [apply_patches(request) for _ in range(3)]
+    assert [r.patches[0].status for r in reports] == ["conflict"] * 3
+    assert "ambiguous at line 1" in reports[0].patches[0].reason
+    assert "git diff -U10" in reports[0].failure_lines()[0]
+    assert read_tree(request.target) == before

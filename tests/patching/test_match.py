@@ -531,6 +531,41 @@ class TestOverlappingSides:
         assert res.status == CONFLICT and "lies within the previous hunk" in res.reason
 
 
+class TestAmbiguity:
+    """Issue #12 item 5: when both sides fit at the stated line, the direction cannot be known."""
+
+    RUN = text("x", *["b"] * 7)
+    DIFF = udiff("@@ -1,5 +1,4 @@\n x\n-b\n b\n b\n b")
+
+    def test_both_sides_at_the_stated_line_is_a_conflict_with_advice(self) -> None:
+        res = check(self.RUN, self.DIFF)
+        assert res.status == CONFLICT and res.content is None
+        assert res.reason == (
+            "hunk #1: ambiguous at line 1: the original and the patched text both fit, so kolla-entry cannot "
+            "tell whether the fix is already in this image; make the patch with more context, e.g. `git diff -U10`"
+        )
+
+    def test_the_same_fix_with_more_context_applies_once(self) -> None:
+        """With the line after the run as context, only one side fits: applied, then already applied."""
+        content = text("x", *["b"] * 7, "end")
+        diff = udiff("@@ -1,9 +1,8 @@\n x\n-b\n" + "".join(" b\n" for _ in range(6)) + " end")
+        res = check(content, diff)
+        assert res.status == APPLIED and res.content == text("x", *["b"] * 6, "end")
+        assert res.content is not None
+        again = check(res.content, diff)
+        assert again.status == ALREADY_APPLIED and again.content == res.content
+
+    @pytest.mark.parametrize("body", [
+        pytest.param(["    pass"] * 6, id="pass-block"),
+        pytest.param([""] * 6, id="blank-run"),
+    ])
+    def test_runs_of_identical_lines(self, body: List[str]) -> None:
+        content = text("def f():", *body)
+        diff = udiff("@@ -1,4 +1,5 @@\n def f():\n+" + body[0] + "\n " + body[0] + "\n " + body[0] + "\n " + body[0])
+        res = check(content, diff)
+        assert res.status == CONFLICT and "ambiguous at line 1" in res.reason
+
+
 class TestEmptySides:
     def test_create_into_empty_file(self) -> None:
         """``@@ -0,0 +1,N @@`` on empty content writes the lines."""
