@@ -11,9 +11,11 @@ Placement mirrors GNU patch 2.7.6's ``locate_hunk`` (the search itself is in
 - A hunk never starts before the end of the previous placed hunk. GNU patch lets a hunk overlap the
   previous hunk's trailing context (and, from a stated line inside it, even its changed lines); we
   do not: hunks of one diff never overlap, so such a place is a twin, not the target.
-- Leading context shorter than trailing context in a hunk stated at line 1: only line 1 will do.
-  Trailing context shorter than leading context (any stated line): only the end of the file will
-  do. Both are GNU patch's rules for hunks at a file's edges.
+- Leading context shorter than trailing context in a hunk stated at line 1: only line 1 will do
+  (GNU patch's rule). No trailing context at all (any stated line): only the end of the file will
+  do, git apply's rule; GNU patch also pins a hunk with *some* trailing context, shorter than its
+  leading context, to the end, and so fails once upstream appended code below it (issue #12: we
+  search such a hunk like any other; a deliberate difference, README).
 - ``fuzz`` N: when nothing matches exactly, retry with up to N context lines dropped at the edges,
   as GNU patch computes them (the longer edge loses one line per level, the shorter edge only
   once it is as long). Dropped context lines keep the file's text.
@@ -160,8 +162,8 @@ def _not_found(hunk: Hunk, shape: Shape, guess: int, low: int, fuzz: int) -> str
     """The conflict reason for a hunk found nowhere: where it was looked for and how."""
     if shape.prefix < shape.suffix and hunk.old_start <= 1:
         where = "a hunk at the top of the file must match at line 1"
-    elif shape.suffix < shape.prefix:
-        where = "a hunk with less trailing than leading context must match at the end of the file"
+    elif shape.suffix == 0 < shape.prefix:
+        where = "a hunk without trailing context must match at the end of the file"
     elif low == 0:
         where = "searched the whole file"
     else:

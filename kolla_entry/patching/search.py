@@ -4,8 +4,10 @@ Hunk search: the target file's lines, indexed, and where one side of a hunk matc
 This is the GNU patch 2.7.6 ``locate_hunk`` half of :mod:`kolla_entry.patching.match` (its module doc
 states the rules): candidate starts nearest the guess first, the later one on a tie; never before
 the end of the previous hunk; the top- and end-of-file anchors of hunks with uneven context; fuzz
-dropping context lines at the edges. Which side wins, and what the file becomes, is decided in
-:mod:`kolla_entry.patching.match`.
+dropping context lines at the edges. Unlike GNU patch, only a hunk with *no* trailing context is
+anchored to the end (git apply's rule, issue #12): one with some, but less than its leading
+context, is searched like any other, so it still applies after upstream appended code below it.
+Which side wins, and what the file becomes, is decided in :mod:`kolla_entry.patching.match`.
 """
 
 from __future__ import annotations
@@ -239,9 +241,10 @@ def at_guess(text: Text, search: Search) -> bool:
         return (guess == 0 and search.low == 0 and size - tail <= text.size
                 and _matches_at(text, side, 0, (0, tail), search.mode))
     head = max(head, 0)
-    if tail < 0:  # anchored to the end of the file
+    if tail < 0 and shape.suffix == 0:  # anchored to the end of the file
         start = text.size - size
         return guess == start >= search.low and _matches_at(text, side, start, (head, 0), search.mode)
+    tail = max(tail, 0)
     high = text.size - (size - tail)
     return search.low <= guess <= high and _matches_at(text, side, guess, (head, tail), search.mode)
 
@@ -257,11 +260,12 @@ def _starts(text: Text, search: Search) -> Iterator[int]:
             yield 0
         return
     head = max(head, 0)
-    if tail < 0:  # anchored to the end of the file
+    if tail < 0 and shape.suffix == 0:  # anchored to the end of the file (git's rule, issue #12)
         start = text.size - size
         if start >= search.low and _matches_at(text, side, start, (head, 0), search.mode):
             yield start
         return
+    tail = max(tail, 0)
     high = text.size - (size - tail)
     for start in _free_starts(text, search, (head, tail), high):
         if _matches_at(text, side, start, (head, tail), search.mode):

@@ -12,7 +12,11 @@ The rules compared (see ``_compare``):
   fresh side (kolla-entry then reports already-applied or a conflict, never a twin re-apply).
 - GNU patch fails (a rejected hunk, or ``-N``'s "Reversed (or previously applied)"): kolla-entry
   writes nothing and reports ``conflict`` or ``already-applied``; except that a line marked
-  "No newline at end of file" also matches the same line with a newline (deliberate, like GNU ``-l``).
+  "No newline at end of file" also matches the same line with a newline (deliberate, like GNU ``-l``),
+  and that a hunk with some, but less trailing than leading, context is not pinned to the end of
+  the file (deliberate, git apply's rule, issue #12).
+
+Every deliberate difference is listed in README.md, "Where kolla-entry differs from GNU patch".
 
 Bounded in ``make test``; ``KOLLA_ENTRY_STRESS=1`` (``make stress``) runs many more examples.
 """
@@ -36,6 +40,7 @@ from hypothesis.errors import InvalidArgument
 
 from kolla_entry.patching.engine import PatchRequest, apply_patches
 from kolla_entry.patching.parse import parse_patch
+from kolla_entry.patching.search import Shape
 from tests.helpers import git_diff, make_tree, read_tree
 
 STRESS = bool(os.environ.get("KOLLA_ENTRY_STRESS"))
@@ -207,6 +212,13 @@ def _documented_divergence(target: bytes, patch: bytes, gnu: Outcome) -> Optiona
     return None
 
 
+def _gnu_pinned_to_the_end(patch: bytes, gnu: Outcome) -> bool:
+    """Did GNU patch fail a hunk with some, but less trailing than leading, context (its end anchor)?"""
+    failed = {int(n) for n in re.findall(r"Hunk #(\d+) FAILED", gnu.output)}
+    hunks = parse_patch(patch, name="p").files[0].hunks
+    return any(0 < Shape.of(h).suffix < Shape.of(h).prefix for h in hunks if h.index in failed)
+
+
 def _event(label: str) -> None:
     """Count the kind of case in Hypothesis' statistics (``--hypothesis-show-statistics``)."""
     with contextlib.suppress(InvalidArgument):  # a hand case runs outside Hypothesis
@@ -220,6 +232,11 @@ def _compare(target: bytes, patch: bytes, gnu: Outcome, kolla: Outcome) -> None:
             # Deliberate (match.py "Whitespace"): a patch that lost or kept the final newline
             # still matches loosely, like GNU -l; GNU patch compares the newline too.
             _event("documented divergence: final newline matched loosely")
+            return
+        if kolla.status == "applied" and _gnu_pinned_to_the_end(patch, gnu):
+            # Deliberate (issue #12 item 4): GNU patch pins a hunk with less trailing than leading
+            # context to the end of the file; kolla-entry, like git apply, only one without any.
+            _event("documented divergence: short trailing context not pinned to the end")
             return
         assert kolla.status in ("conflict", "already-applied"), (
             f"GNU patch failed but kolla-entry said {kolla.status}:\n{gnu.output}")
@@ -313,3 +330,25 @@ def test_edge_anchored_hunk_at_its_stated_line_is_applied(tmp_path: Path) -> Non
     gnu, kolla = _run_gnu(tmp_path, before, patch), _run_kolla(tmp_path, before, patch)
     assert gnu.ok and gnu.content == after
     assert kolla.status == "applied" and kolla.content == after
+
+
+def test_less_trailing_context_after_the_file_grew_is_a_documented_difference(tmp_path: Path) -> None:
+    """
+    Issue #12 item 4, deliberate: a hunk made at the end of the file (less trailing than leading context)
+    whose whole context still matches at its stated line after upstream appended code. GNU patch anchors
+    it to the end and fails; kolla-entry applies it there, as git apply does. README: "Where kolla-entry
+    differs from GNU patch".
+    """
+    head = _numbered(8)
+    before, after = head + "last = 1\n", head.replace("line_6 = 6", "line_6 = 'six'") + "last = 1\n"
+    target = (before + "appended = 2\n").encode()
+    patch = git_diff(tmp_path / "git", {MODULE: before.encode()}, {MODULE: after.encode()})
+    hunk = parse_patch(patch, name="p").files[0].hunks[0]
+    assert 0 < Shape.of(hunk).suffix < Shape.of(hunk).prefix, "the case needs short, non-empty trailing context"
+    gnu, kolla = _run_gnu(tmp_path, target, patch), _run_kolla(tmp_path, target, patch)
+    assert not gnu.ok, "GNU patch now applies it: drop the difference from the README"
+    assert kolla.status == "applied"
+    assert kolla.content == target.replace(b"line_6 = 6", b"line_6 = 'six'")
+    tree = make_tree(tmp_path / "g", {MODULE: target})
+    git = subprocess.run(["git", "apply", "--check", "-"], input=patch, cwd=tree, capture_output=True, check=False)
+    assert git.returncode == 0, git.stderr
