@@ -92,13 +92,40 @@ def test_status_of_a_hand_edited_state_file_prints_without_a_traceback(tmp_path:
     assert "/p/0001.patch" in done.stdout and "a.py" in done.stdout
 
 
-@pytest.mark.parametrize("option", ["--bogus", "--log-format"])
-def test_run_with_an_unknown_option_is_a_usage_error_before_anything_is_done(tmp_path: Path, option: str) -> None:
+@pytest.mark.parametrize(("option", "value"), [("--bogus", "json"), ("--log-format", "xml")])
+def test_run_with_an_unknown_option_is_a_usage_error_before_anything_is_done(tmp_path: Path, option: str,
+                                                                            value: str) -> None:
     """A typo before the command is not exec'd as the program after patches and configs were done."""
     state = tmp_path / "state.json"
-    done = _kolla_entry("run", option, "json", "--state-file", str(state), "--", "/bin/true")
+    done = _kolla_entry("run", option, value, "--state-file", str(state), "--", "/bin/true")
     assert done.returncode == 2, done.stderr
     assert option in done.stderr and not state.exists()
+
+
+@pytest.mark.parametrize("command", ["check-patches", "apply-patches"])
+def test_log_format_is_accepted_after_the_subcommand(tmp_path: Path, command: str) -> None:
+    """Issue #12: `kolla-entry apply-patches --log-format console ...`, as users type it."""
+    done = _kolla_entry(command, "--log-format", "console", *_layout(tmp_path),
+                        "--state-file" if command == "apply-patches" else "--json",
+                        *([str(tmp_path / "state.json")] if command == "apply-patches" else []))
+    assert done.returncode == 0, done.stderr
+    assert "series_done" in done.stderr and not done.stderr.lstrip().startswith("{")
+
+
+def test_log_format_after_status_is_accepted(tmp_path: Path) -> None:
+    done = _kolla_entry("status", "--log-format", "json", "--state-file", str(tmp_path / "none.json"))
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["plain-reader", "click"])
+def test_log_format_after_run(tmp_path: Path, fast: bool) -> None:
+    """Both readers of `run` take it: the pod-start reader, and click (`-p1` is a form only click reads)."""
+    (tmp_path / "config.json").write_text("{}")
+    args = ["run", "--log-format", "console", *([] if fast else ["-p1"]), "--state-file", str(tmp_path / "state.json"),
+            "--patches", f"{tmp_path}/no/*.patch", "--target", str(tmp_path), "--config", str(tmp_path / "config.json")]
+    done = _kolla_entry(*args, "/bin/true")
+    assert done.returncode == 0, done.stderr
+    assert "run_step" in done.stderr and not done.stderr.lstrip().startswith("{")
 
 
 def test_run_passes_the_options_after_the_command_to_it(tmp_path: Path) -> None:
@@ -136,19 +163,22 @@ def test_plain_run_options_are_the_click_commands_options() -> None:
      {"patches": ["/a/*.patch", "/b/*.patch"], "strip": 2, "fuzz": 1, "command": ["svc", "--debug"]}),
     (["--log-format", "json", "run", "--config", "/c.json", "--user", "nova", "--on-conflict", "skip"],
      {"config_path": "/c.json", "user": "nova", "on_conflict": "skip", "command": []}),
-], ids=["dashdash", "options-then-command", "log-format"])
+    (["run", "--log-format=console", "--config", "/c.json", "svc"], {"config_path": "/c.json", "command": ["svc"]}),
+], ids=["dashdash", "options-then-command", "log-format", "log-format-after-run"])
 def test_plain_run_is_read_without_click(args: List[str], expected: Dict[str, Any]) -> None:
     from kolla_entry.cli import parse_plain_run
 
     parsed = parse_plain_run(args)
     assert parsed is not None
     assert {key: parsed[1][key] for key in expected} == expected
+    assert parsed[0] == next((a.split("=")[-1] for a in args if a.startswith("--log-format=")),
+                             "json" if "--log-format" in args else None)
 
 
 @pytest.mark.parametrize("args", [
     ["run", "--help"], ["run", "--strip", "99"], ["run", "--fuzz", "x"], ["run", "--on-conflict", "maybe"],
     ["run", "--unknown", "1"], ["run", "--target"], ["--log-format", "xml", "run"], ["status"],
-    ["run", "-p1"], ["run", "--strip", "\u00b2"],
+    ["run", "-p1"], ["run", "--strip", "\u00b2"], ["run", "--log-format", "xml"],
 ])
 def test_anything_unusual_is_left_to_click(args: List[str]) -> None:
     from kolla_entry.cli import parse_plain_run

@@ -34,7 +34,7 @@ EXIT_INTERRUPTED = 130
 RUN_VALUE_OPTIONS = {
     "--patches": "patches", "--target": "target", "--strip": "strip", "-p": "strip", "--fuzz": "fuzz",
     "-F": "fuzz", "--on-conflict": "on_conflict", "--state-file": "state_file", "--config": "config_path",
-    "--user": "user", "--configured-marker": "configured_marker",
+    "--user": "user", "--configured-marker": "configured_marker", "--log-format": "log_format",
 }
 _INT_RANGES = {"strip": (0, 64), "fuzz": (0, 3)}
 _CHOICES = {"on_conflict": ("fail", "skip"), "log_format": ("json", "console")}
@@ -64,6 +64,8 @@ def parse_plain_run(args: Sequence[str]) -> Optional[Tuple[Optional[str], Dict[s
     """
     Read ``[--log-format F] run [OPTIONS] [--] CMD...`` without click, or None for click to do it.
 
+    ``--log-format`` may also be among ``run``'s options; the later one wins.
+
     Returns:
         The log format and the keyword arguments of :func:`run_from_options`; None for anything
         this reader does not vouch for (another command, ``--help``, an unknown or malformed option).
@@ -85,7 +87,9 @@ def parse_plain_run(args: Sequence[str]) -> Optional[Tuple[Optional[str], Dict[s
         param = RUN_VALUE_OPTIONS.get(name)
         if param is None or value is None:
             return None
-        if param == "patches":
+        if param == "log_format":  # also after the command name, as users type it (issue #12)
+            log_format = value
+        elif param == "patches":
             params["patches"].append(value)
         else:
             params[param] = value

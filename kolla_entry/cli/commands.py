@@ -28,6 +28,18 @@ from kolla_entry.constants import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _configure_logging(_ctx: click.Context, _param: click.Parameter, value: Optional[str]) -> None:
+    if value is not None:
+        logging_setup.configure(value)
+
+
+def log_format_option(func: F) -> F:
+    """``--log-format`` after the command name too, as users type it (issue #12): it overrides the group's."""
+    option = click.option("--log-format", type=click.Choice(["json", "console"]), default=None, expose_value=False,
+                          callback=_configure_logging, help="How events are written on stderr (as before the command).")
+    return option(func)
+
+
 def patch_options(func: F) -> F:
     """The options every patching command shares (``check-patches``, ``apply-patches``, ``run``)."""
     decorators = [
@@ -69,6 +81,7 @@ def cli(log_format: Optional[str]) -> None:
 
 
 @cli.command("check-patches")
+@log_format_option
 @patch_options
 @click.option("--json", "as_json", is_flag=True, help="Print the machine-readable report on stdout.")
 def check_patches_command(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int,
@@ -81,6 +94,7 @@ def check_patches_command(patches: Sequence[str], target: Optional[str], strip: 
 
 
 @cli.command("apply-patches")
+@log_format_option
 @patch_options
 @click.option("--on-conflict", type=click.Choice(["fail", "skip"]), envvar=ENV_ON_CONFLICT, default="fail",
               show_default=True, help="fail: write nothing if any patch fails; skip: leave failed patches out.")
@@ -99,6 +113,7 @@ def apply_patches_command(patches: Sequence[str], target: Optional[str], strip: 
 # No ignore_unknown_options: a mistyped option before the command must be a usage error (exit 2), not the
 # program to exec after patches and configs were done; the service's own options follow CMD untouched.
 @cli.command("run", context_settings={"allow_interspersed_args": False})
+@log_format_option
 @patch_options
 @click.option("--on-conflict", type=click.Choice(["fail", "skip"]), default=None,
               help="fail (default): refuse to start if any patch fails. Env KOLLA_ENTRY_ON_CONFLICT.")
@@ -127,6 +142,7 @@ def _finish_series(report: Any, as_json: bool) -> None:
 
 
 @cli.command("status")
+@log_format_option
 @click.option("--state-file", envvar=ENV_STATE_FILE, default=DEFAULT_STATE_FILE, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the state file as it is.")
 def status_command(state_file: str, as_json: bool) -> None:
