@@ -62,6 +62,17 @@ def test_apply_conflict_exits_1_with_one_clear_line(tmp_path: Path) -> None:
     assert "0009-bad.patch" in lines[0] and "greeter/hello.py" in lines[0] and "hunk #1" in lines[0]
 
 
+def test_json_conflict_reason_names_the_file_and_the_hunk(tmp_path: Path) -> None:
+    """Issue #12: a CI gate prints `reason` alone, so it says which file and hunk itself."""
+    bad = b"--- a/greeter/hello.py\n+++ b/greeter/hello.py\n@@ -1,1 +1,1 @@\n-nothing like this\n+x\n"
+    done = _kolla_entry("check-patches", *_layout(tmp_path, {"0009-bad.patch": bad}), "--json")
+    assert done.returncode == 1
+    [failed] = [p for p in json.loads(done.stdout)["patches"] if p["status"] == "conflict"]
+    assert failed["reason"].startswith("greeter/hello.py hunk #1: context not found near line 1"), failed["reason"]
+    line = next(x for x in done.stderr.splitlines() if x.startswith("kolla-entry:"))
+    assert line.count("greeter/hello.py") == 1 and line.count("hunk #1") == 1, line
+
+
 def test_missing_target_exits_2(tmp_path: Path) -> None:
     done = _kolla_entry("check-patches", "--target", str(tmp_path / "nope"))
     assert done.returncode == 2

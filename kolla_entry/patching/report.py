@@ -69,12 +69,26 @@ class PatchReport:
         """True for statuses that refuse a start: conflict, invalid, refused."""
         return self.status in FAILED_STATUSES
 
+    @property
+    def where(self) -> str:
+        """The file and hunk a failure is about (``nova/x.py hunk #2``), empty when unknown."""
+        where = self.file or ""
+        if self.hunk is not None:
+            where += f" hunk #{self.hunk}"
+        return where.strip()
+
+    def located_reason(self) -> str:
+        """The reason, led by the file and hunk for a failed patch: a CI gate prints it alone (issue #12)."""
+        if not self.failed or not self.where or self.reason.startswith(self.where):
+            return self.reason
+        return f"{self.where}: {self.reason}"
+
     def to_dict(self) -> Dict[str, Any]:
         return {
             "patch": self.patch,
             "status": self.status,
             "sha256": self.sha256,
-            "reason": self.reason,
+            "reason": self.located_reason(),
             "files": [f.to_dict() for f in self.files],
         }
 
@@ -125,12 +139,7 @@ class SeriesReport:
         lines = []
         for report in self.patches:
             if report.failed:
-                where = report.patch
-                if report.file:
-                    where += f": {report.file}"
-                if report.hunk is not None:
-                    where += f" hunk #{report.hunk}"
-                lines.append(f"{report.status}: {where}: {report.reason}")
+                lines.append(f"{report.status}: {report.patch}: {report.located_reason()}")
         if self.error:
             lines.append(f"write failed ({self.error_operation}): {self.error}")
         # One line each, whatever a (git-quoted) file name holds.
