@@ -401,19 +401,20 @@ def _line_endings(patch: bytes, form: str) -> bytes:
 @pytest.mark.parametrize("case", list(_BY_STATUS))
 @pytest.mark.parametrize("form", ["crlf", "mixed"])
 def test_every_status_is_the_same_for_crlf_and_mixed_patches(tmp_path: Path, case: str, form: str) -> None:
-    """The same three starts give the same statuses and the same LF file as the LF patch (issue #12 item 6)."""
+    """A check, then three starts: the same statuses and the same LF file as the LF patch (issue #12 item 6)."""
     outcomes = []
     for each in ("lf", form):
         request = _only_patch(tmp_path / each, _line_endings(_BY_STATUS[case], each))
         (request.target / "greeter" / "data.txt").write_bytes(DATA_TXT)
-        statuses = [apply_patches(request).patches[0].status for _ in range(3)]
+        statuses = [check_patches(request).patches[0].status]
+        statuses += [apply_patches(request).patches[0].status for _ in range(3)]
         outcomes.append((statuses, read_tree(request.target)))
     assert outcomes[1][0] == outcomes[0][0]
-    expected = {"applied": "applied", "conflict": "conflict", "skipped": "skipped", "invalid": "invalid",
-                "refused": "refused"}.get(case, "applied")
-    assert outcomes[0][0][0] == expected
+    expected = case if case in ("conflict", "skipped", "invalid", "refused") else "applied"
     if expected == "applied":
-        assert outcomes[0][0][1:] == ["already-applied", "already-applied"]
+        assert outcomes[0][0] == ["applicable", "applied", "already-applied", "already-applied"]
+    else:
+        assert outcomes[0][0] == [expected] * 4
     if case != "created":  # a created file holds what the patch says, line endings included
         assert outcomes[1][1] == outcomes[0][1]
 
