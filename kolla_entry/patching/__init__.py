@@ -1,5 +1,5 @@
 """
-The patch engine: ``discover -> parse -> plan (match, reverse, view) -> compilecheck -> transaction
+The patch engine: ``discover -> parse -> plan (relevance, match, reverse, view) -> compilecheck -> transaction
 (confine, journal, pycache) -> report / state``.
 
 Everything before the transaction only reads, so :func:`check_patches` is "plan, then report";

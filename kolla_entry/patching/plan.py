@@ -1,5 +1,5 @@
 """
-Working out a patch series in memory: relevance, strip, confinement, matching, compile check.
+Working out a patch series in memory: strip, confinement, relevance (``relevance``), matching, compile check.
 
 Nothing here writes. Reads of the target go through ``confine.read_target``; each patch sees the
 results of the earlier ones through an in-memory view of the target (``view.SeriesView``). The result is a
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from kolla_entry.errors import PatchConflict, PatchInvalid, PatchRefused
-from kolla_entry.patching import compilecheck, confine, match, parse, reverse
+from kolla_entry.patching import compilecheck, confine, match, parse, relevance, reverse
 from kolla_entry.patching.model import (
     ALREADY_APPLIED,
     APPLICABLE,
@@ -24,7 +24,6 @@ from kolla_entry.patching.model import (
     CREATE,
     DELETE,
     INVALID,
-    MODIFY,
     RENAME,
     SKIPPED,
     FilePatch,
@@ -151,11 +150,11 @@ def plan_patch(
     except (PatchInvalid, PatchRefused) as err:
         return _failed(name, sha256, err), {}
     try:
-        paths = [_chosen_names(fp, pair, view) for fp, pair in zip(patch.files, paths)]
-        unrelated = _unrelated_packages(patch.files, paths, view)
+        paths = [relevance.chosen_names(fp, pair, view) for fp, pair in zip(patch.files, paths)]
+        unrelated = relevance.unrelated_packages(patch.files, paths, view)
         if unrelated is not None:
-            first = _relevance_path(patch.files[0], paths[0])
-            reason = (f"{unrelated} not installed in this image ({first}): the patch belongs to another image")
+            first = relevance.relevance_path(patch.files[0], paths[0])
+            reason = f"{unrelated} not installed in this image ({first}): the patch belongs to another image"
             return PatchReport(patch=name, status=SKIPPED, sha256=sha256, reason=reason, file=first), {}
         work = PatchWork(view)
         files = [_plan_file(fp, old, new, work, fuzz) for fp, (old, new) in zip(patch.files, paths)]
@@ -228,49 +227,6 @@ def _strip_one(path: Optional[str], strip: int, fp: FilePatch) -> Optional[str]:
             file=stripped,
         )
     return confine.validate_relpath(stripped)
-
-
-def _chosen_names(fp: FilePatch, pair: Tuple[Optional[str], Optional[str]],
-                  view: SeriesView) -> Tuple[Optional[str], Optional[str]]:
-    """
-    The file a modification patches, as GNU patch chooses it: the old name if it exists, else the
-    new name if that exists (``diff -u x.py.orig x.py``), else the old name (issue #12).
-    """
-    old, new = pair
-    if fp.kind != MODIFY or old is None or new is None or old == new:
-        return pair
-    if view.get(old) is None and view.get(new) is not None:
-        return new, new
-    return old, old
-
-
-def _unrelated_packages(files: Sequence[FilePatch], paths: Sequence[Tuple[Optional[str], Optional[str]]],
-                        view: SeriesView) -> Optional[str]:
-    """
-    None when some file of the patch lies in a top-level folder installed here; else the folders,
-    as the skip reason's subject (``nova/ is``).
-
-    Relevance is decided by package, never by one file (issue #12): a patch that touches an
-    installed package is this image's patch, so every file missing inside that package is a
-    conflict, while files of folders not installed (docs, another distribution's tests) are
-    skipped with a warning. Only a patch none of whose folders is installed belongs to another image.
-    """
-    tops: List[str] = []
-    for fp, pair in zip(files, paths):
-        rel = _relevance_path(fp, pair)
-        if view.top_level_exists(rel):
-            return None
-        top = rel.split("/", 1)[0] + ("/" if "/" in rel else "")
-        if top not in tops:
-            tops.append(top)
-    return f"{', '.join(tops)} {'is' if len(tops) == 1 else 'are'}"
-
-
-def _relevance_path(fp: FilePatch, paths: Tuple[Optional[str], Optional[str]]) -> str:
-    old, new = paths
-    chosen = new if fp.kind == CREATE else old
-    assert chosen is not None
-    return chosen
 
 
 def _plan_file(
