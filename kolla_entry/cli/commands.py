@@ -152,7 +152,8 @@ def _format_status(data: Dict[str, Any]) -> str:
         for item in patches.get("patches", []):
             # !s: a format width on a missing (None) status raises TypeError, a traceback at 3 a.m.
             lines.append(f"  {item.get('status')!s:<16} {item.get('patch')}  sha256:{str(item.get('sha256'))[:12]}")
-            lines.extend(f"      {f.get('status')!s:<16} {f.get('path')}{_bytecode_note(f)}" for f in item.get("files", []))
+            lines.extend(f"      {f.get('status')!s:<16} {f.get('path')}{_bytecode_note(f)}"
+                         for f in item.get("files", []))
     configs = data.get("configs")
     if configs:
         lines.append("config files:")

@@ -35,14 +35,13 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from kolla_entry.errors import EnvironmentProblem, PatchConflict, PatchRefused, WriteFailed
 from kolla_entry.fs.atomic import CREATE_FLAGS, atomic_write_file, temp_name, write_fd
 from kolla_entry.fs.seam import REAL, FileSystem, StepError, step
 from kolla_entry.log import get_logger
 from kolla_entry.patching import journal as jr
-from kolla_entry.patching.bytecode import Pyc
 from kolla_entry.patching.confine import (
     DirCache,
     Located,
@@ -53,6 +52,10 @@ from kolla_entry.patching.confine import (
     validate_relpath,
 )
 from kolla_entry.patching.journal import recover, remove_stale_temps
+
+if TYPE_CHECKING:
+    # Only a commit with bytecode needs it; the config step of a pod start uses this module's writer.
+    from kolla_entry.patching.bytecode import Pyc
 
 # The logger name is a field of every JSON log line: it stays what it was before the layout move.
 log = get_logger("kolla_entry.transaction")

@@ -291,3 +291,16 @@ def test_a_failure_at_any_step_leaves_old_text_with_old_bytecode_or_new_with_new
         assert bytecode_mode(root, "pkg/new.py") == mode, f"op #{n}"
         leftovers = [p.name for p in (root / "pkg/__pycache__").iterdir() if "kolla-entry" not in p.name]
         assert sorted(leftovers) == sorted([f"mod.{TAG}.pyc", f"new.{TAG}.pyc"]), f"op #{n}"
+
+
+def test_with_skip_after_a_patch_that_does_not_compile_the_rest_still_gets_bytecode(tmp_path: Path) -> None:
+    target = make_tree(tmp_path / "site-packages", {"pkg/__init__.py": b"", "pkg/mod.py": OLD, "pkg/bad.py": OLD})
+    good = git_diff(tmp_path / "g1", {"pkg/mod.py": OLD}, {"pkg/mod.py": NEW})
+    broken = git_diff(tmp_path / "g2", {"pkg/bad.py": OLD}, {"pkg/bad.py": b"VALUE = (\n"})
+    make_tree(tmp_path / "fix-patches", {"0001-broken.patch": broken, "0002-good.patch": good})
+    report = apply_patches(PatchRequest(target=target, patterns=(f"{tmp_path}/fix-patches/*.patch",),
+                                        on_conflict="skip"))
+    assert [p.status for p in report.patches] == ["conflict", "applied"]
+    assert report.import_ready == ("pkg/mod.py",)
+    assert bytecode_mode(target, "pkg/mod.py") == "timestamp"
+    assert bytecode_mode(target, "pkg/bad.py") is None
