@@ -225,7 +225,8 @@ def _state_section(report: SeriesReport) -> Dict[str, Any]:
 
 def _state_file(file: FileReport, report: SeriesReport) -> Dict[str, Any]:
     entry: Dict[str, Any] = {"path": file.path, "status": file.status}
-    if report.written and file.path in report.changed_files and file.path.endswith(".py"):
+    written = report.written and file.operation != "delete" and file.path in report.changed_files
+    if written and file.path.endswith(".py"):
         # Per file, what Python will find (issue #13): bytecode it uses, or none (compiled at import).
         entry["bytecode"] = "import-ready" if file.path in report.import_ready else "none"
     return entry
