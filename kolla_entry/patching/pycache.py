@@ -201,7 +201,7 @@ def _refusal(root: Path, found: Sequence[_Beside], current: Optional[Interpreter
         return ""
     # A pyc of another tag is never read by this interpreter, nor ours by the target's: only the
     # evidence that the target runs another Python stops the write.
-    other = sorted({name.split(".")[-2] for beside in found for name in beside.names} - {current.tag})
+    other = sorted({_tag(beside.stem, name) for beside in found for name in beside.names} - {current.tag})
     if other:
         return f"the target's bytecode is for {', '.join(other)}, kolla-entry runs {current.tag}"
     versions = {m.groups() for m in map(_PYTHON_DIR.fullmatch, Path(os.path.realpath(root)).parts) if m}
@@ -210,6 +210,11 @@ def _refusal(root: Path, found: Sequence[_Beside], current: Optional[Interpreter
         shown = ", ".join(f"python{major}.{minor}" for major, minor in sorted(versions))
         return f"the target belongs to {shown}, kolla-entry runs python{mine[0]}.{mine[1]}"
     return ""
+
+
+def _tag(stem: str, name: str) -> str:
+    """The interpreter tag of a cached file of ``stem``: ``cpython-39`` of ``mod.cpython-39.opt-1.pyc``."""
+    return name[len(stem) + 1:-len(".pyc")].split(".", 1)[0]
 
 
 def _series_mode(found: Sequence[_Beside]) -> str:
