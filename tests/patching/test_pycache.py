@@ -6,6 +6,7 @@ the target's interpreter, committed and rolled back with the source; stale pycs 
 from __future__ import annotations
 
 import errno
+import functools
 import importlib.util
 import marshal
 import os
@@ -305,3 +306,36 @@ def test_with_skip_after_a_patch_that_does_not_compile_the_rest_still_gets_bytec
     assert report.import_ready == ("pkg/mod.py",)
     assert bytecode_mode(target, "pkg/mod.py") == "timestamp"
     assert bytecode_mode(target, "pkg/bad.py") is None
+
+
+def _commit_through(root: Path, journal: Path, changes: list, code: Dict[str, bytes], fs: object) -> None:
+    _commit_with_bytecode(root, changes, code, fs=fs, journal=journal)
+
+
+def test_a_kill_at_any_step_then_recovery_leaves_old_text_with_old_bytecode_or_new_with_new(tmp_path: Path) -> None:
+    """A process dying at any seam operation: after recover() the source and its bytecode still belong together."""
+    from kolla_entry.patching.transaction import recover
+    from tests.faults import crash_at
+
+    changes = [FileChange("pkg/gone.py", None), FileChange("pkg/mod.py", NEW)]
+    marshalled = {"pkg/mod.py": _code(NEW)}
+    outcomes = set()
+    for n in range(1, 200):
+        root, journal = tmp_path / f"case{n}", tmp_path / f"j{n}" / "journal.json"
+        before = _seeded(root, "unchecked-hash")
+        status, ops = crash_at(n, functools.partial(_commit_through, root, journal, changes, marshalled))
+        recover(root, journal)
+        after = read_tree(root)
+        if after == before:
+            outcomes.add("old")
+        else:
+            assert (root / "pkg/mod.py").read_bytes() == NEW, f"N={n}"
+            assert bytecode_mode(root, "pkg/mod.py") == "unchecked-hash", f"N={n}"
+            assert not (root / "pkg/gone.py").exists() and not list((root / "pkg/__pycache__").glob("gone.*")), n
+            assert not any("kolla-entry" in rel or "opt-1" in rel for rel in after), f"N={n}"
+            outcomes.add("new")
+        assert status in (0, 9), f"N={n}: the child failed instead of dying"
+        if status == 0:
+            assert ops < n
+            break
+    assert outcomes == {"old", "new"}
