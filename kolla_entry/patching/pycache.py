@@ -105,6 +105,10 @@ def plan_bytecode(root: Path, changes: Sequence[FileChange], code: Mapping[str, 
         code: module path -> marshalled code of its new content (from the compile check).
         interpreter: who the bytecode is for; None: the running one.
 
+    Returns:
+        The pyc changes to commit after ``changes``, the modules made import-ready, the stale files
+        removed, and why no bytecode is written when it is not.
+
     Raises:
         PatchRefused: a ``__pycache__`` beside a module is a symlink or not a folder.
         WriteFailed: a ``__pycache__`` cannot be read.
