@@ -119,3 +119,44 @@ def git_diff(work: Path, before: Dict[str, bytes], after: Dict[str, Optional[byt
     write_files(repo, after)
     git("add", "-A")
     return git("diff", "--cached", *args)
+
+
+def without_bytecode(tree: Dict[str, object]) -> Dict[str, object]:
+    """A :func:`read_tree` result without ``__pycache__`` entries (a timestamp pyc differs per run)."""
+    return {rel: value for rel, value in tree.items() if "__pycache__" not in rel.split("/")}
+
+
+def bytecode_of(root: Path, rel: str) -> Path:
+    """Where the running interpreter looks for the plain bytecode of module ``rel`` below ``root``."""
+    import importlib.util
+
+    return Path(importlib.util.cache_from_source(str(root / rel)))
+
+
+def bytecode_mode(root: Path, rel: str) -> Optional[str]:
+    """
+    The invalidation mode of the pyc of ``rel`` when the running interpreter would use it for the
+    source as it is now (magic, flags, then mtime and size or the source hash), else None.
+
+    Written from PEP 552 itself, not with kolla-entry's code: the test's own reading of a header.
+    """
+    import importlib.util
+    import struct
+
+    pyc = bytecode_of(root, rel)
+    if not pyc.exists():
+        return None
+    head = pyc.read_bytes()[:16]
+    source = root / rel
+    if head[:4] != importlib.util.MAGIC_NUMBER:
+        return None
+    (flags,) = struct.unpack("<I", head[4:8])
+    if flags == 0:
+        mtime, size = struct.unpack("<II", head[8:16])
+        st = source.stat()
+        fits = mtime == int(st.st_mtime) & 0xFFFFFFFF and size == st.st_size & 0xFFFFFFFF
+        return "timestamp" if fits else None
+    if flags in (1, 3):
+        fits = head[8:16] == importlib.util.source_hash(source.read_bytes())
+        return ("checked-hash" if flags == 3 else "unchecked-hash") if fits else None
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -93,6 +94,18 @@ def test_status_prints_what_apply_recorded(tmp_path: Path) -> None:
     assert "applied" in done.stdout and "0001-strip-names.patch" in done.stdout
     as_json = json.loads(_kolla_entry("status", "--state-file", str(state), "--json").stdout)
     assert as_json["patches"]["written"] is True
+
+
+def test_apply_logs_and_status_shows_the_modules_made_import_ready(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    applied = _kolla_entry("--log-format", "json", "apply-patches", *_layout(tmp_path), "--state-file", str(state))
+    assert applied.returncode == 0, applied.stderr
+    events = [json.loads(line) for line in applied.stderr.splitlines() if line.startswith("{")]
+    ready = [e for e in events if e["event"] == "modules_import_ready"]
+    assert [(e["modules"], e["of"]) for e in ready] == [(2, 2)]
+    done = _kolla_entry("status", "--state-file", str(state))
+    assert "modules import-ready (valid bytecode written): 2" in done.stdout
+    assert re.search(r"applied +greeter/version.py  bytecode: import-ready", done.stdout), done.stdout
 
 
 def test_status_of_a_hand_edited_state_file_prints_without_a_traceback(tmp_path: Path) -> None:

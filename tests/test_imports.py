@@ -36,6 +36,7 @@ FORBIDDEN = {
     "kolla_entry.patching.parse": "patch parsing: only when a patch file exists",
     "kolla_entry.patching.match": "hunk matching: only when a patch file exists",
     "kolla_entry.patching.pycache": "pyc invalidation: only after a patch is applied",
+    "kolla_entry.patching.bytecode": "pyc writing: only after a patch is applied",
     "kolla_entry.start.depend": "dependency waits: only when dependencies are configured",
     "subprocess": "only to ask a venv's python for its purelib when the default target is missing",
     "tempfile": "config files use the atomic writer of kolla_entry.patching.transaction",

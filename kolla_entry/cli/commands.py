@@ -163,10 +163,13 @@ def _format_status(data: Dict[str, Any]) -> str:
     patches = data.get("patches") or {}
     if patches:
         lines.append(f"target: {patches.get('target')}  written: {patches.get('written')}")
+        if "import_ready" in patches:
+            lines.append(f"modules import-ready (valid bytecode written): {patches.get('import_ready')}")
         for item in patches.get("patches", []):
             # !s: a format width on a missing (None) status raises TypeError, a traceback at 3 a.m.
             lines.append(f"  {item.get('status')!s:<16} {item.get('patch')}  sha256:{str(item.get('sha256'))[:12]}")
-            lines.extend(f"      {f.get('status')!s:<16} {f.get('path')}" for f in item.get("files", []))
+            lines.extend(f"      {f.get('status')!s:<16} {f.get('path')}{_bytecode_note(f)}"
+                         for f in item.get("files", []))
     configs = data.get("configs")
     if configs:
         lines.append("config files:")
@@ -177,6 +180,12 @@ def _format_status(data: Dict[str, Any]) -> str:
     if command:
         lines.append(f"command: {json.dumps(command)}")
     return "\n".join(lines)
+
+
+def _bytecode_note(entry: Dict[str, Any]) -> str:
+    # Per file (issue #13): whether each service process loads the fix from bytecode or compiles it.
+    bytecode = entry.get("bytecode")
+    return f"  bytecode: {bytecode}" if bytecode else ""
 
 
 def invoke(args: List[str]) -> int:

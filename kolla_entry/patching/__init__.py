@@ -1,6 +1,9 @@
 """
-The patch engine: ``discover -> parse -> plan (relevance, match, reverse, view) -> compilecheck -> transaction
-(confine, journal, pycache) -> report / state``.
+The patch engine: ``discover -> parse -> plan (relevance, match, reverse, view) -> compilecheck -> pycache
+(bytecode) -> transaction (confine, journal) -> report / state``.
+
+The compile check's code becomes each patched module's ``.pyc`` (issue #13), committed in the same
+transaction as the source.
 
 Everything before the transaction only reads, so :func:`check_patches` is "plan, then report";
 :func:`apply_patches` commits the plan all or nothing. The entry points are loaded lazily: a pod start

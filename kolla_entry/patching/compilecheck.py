@@ -5,34 +5,51 @@ Compiling is most of a large first apply (about 0.9 s for the 10 MB of the nova 
 fixes, issue #7); the modules are independent, so forked workers share it. The planner first
 works the series out collecting every module it would check, then checks them all here; only
 when one fails does it plan again checking inline, which names the failing patch exactly.
+
+The code objects are not thrown away (issue #13): for the modules the commit will write, each
+worker sends back ``marshal.dumps`` of its code, and :mod:`kolla_entry.patching.pycache` turns it
+into the ``.pyc`` Python will load. A code object lives only in the process that compiled it, one
+at a time; the parent holds marshalled bytes, never all code objects at once.
 """
 
 from __future__ import annotations
 
+import marshal
 import os
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from kolla_entry.errors import PatchConflict
+
+if TYPE_CHECKING:
+    from kolla_entry.patching.transaction import FileChange
 
 #: Below this much Python source a worker pool costs more than it saves.
 PARALLEL_BYTES = 1024 * 1024
 
 Module = Tuple[str, bytes]
+#: Index of a module in the checked sequence -> ``marshal.dumps`` of its code object.
+Marshalled = Dict[int, bytes]
 
 _SHARED: Sequence[Module] = ()
+_KEEP: FrozenSet[int] = frozenset()
 
 
 def compile_error(rel: str, content: bytes) -> Optional[PatchConflict]:
     """The conflict a patched module that does not compile is, or None when it compiles."""
+    return _compile(rel, content, keep=False)[1]
+
+
+def _compile(rel: str, content: bytes, *, keep: bool) -> Tuple[Optional[bytes], Optional[PatchConflict]]:
     try:
-        compile(content, rel, "exec", dont_inherit=True)
+        # optimize=0: the code of the plain `.pyc`, whatever -O kolla-entry itself runs with.
+        code = compile(content, rel, "exec", dont_inherit=True, optimize=0)
     except (SyntaxError, ValueError) as err:
         line = getattr(err, "lineno", None)
         where = f" at line {line}" if line else ""
         msg = getattr(err, "msg", str(err))
-        return PatchConflict(f"the patched file would not compile{where}: {msg}; nothing was written",
-                             file=rel)
-    return None
+        return None, PatchConflict(f"the patched file would not compile{where}: {msg}; nothing was written",
+                                   file=rel)
+    return (marshal.dumps(code) if keep else None), None
 
 
 def python_modules(writes: Mapping[str, object]) -> List[str]:
@@ -44,34 +61,67 @@ def all_compile(modules: Sequence[Module]) -> bool:
     """
     Whether every module compiles: in forked workers for a large set on several CPUs, else here.
     """
+    return compile_all(modules) is not None
+
+
+def compile_all(modules: Sequence[Module], keep: Sequence[int] = ()) -> Optional[Marshalled]:
+    """
+    Compile every module, in forked workers for a large set on several CPUs, else here.
+
+    Args:
+        modules: (path, content) of each module to check.
+        keep: the indexes whose marshalled code to return (the contents the commit writes).
+
+    Returns:
+        None when any module does not compile; else the marshalled code of each index of ``keep``.
+    """
+    wanted = frozenset(keep)
     workers = min(len(modules), _usable_cpus())
     if workers >= 2 and sum(len(content) for _, content in modules) >= PARALLEL_BYTES:
-        verdict = _in_workers(modules, workers)
-        if verdict is not None:
-            return verdict
-    return all(compile_error(rel, content) is None for rel, content in modules)
+        try:
+            return _in_workers(modules, wanted, workers)
+        except OSError:
+            # A pool needs semaphores (/dev/shm) and pipes; a locked-down container may have neither.
+            pass
+    found: Marshalled = {}
+    for index, (rel, content) in enumerate(modules):
+        code, error = _compile(rel, content, keep=index in wanted)
+        if error is not None:
+            return None
+        if code is not None:
+            found[index] = code
+    return found
 
 
-def _in_workers(modules: Sequence[Module], workers: int) -> Optional[bool]:
-    """The verdict from forked workers, or None when no pool can be made here (then: in-process)."""
+def _in_workers(modules: Sequence[Module], keep: FrozenSet[int], workers: int) -> Optional[Marshalled]:
+    """
+    :func:`compile_all` in forked workers.
+
+    Raises:
+        OSError: no pool can be made here (then the caller compiles in-process).
+    """
     import multiprocessing  # only on this path: it costs a pod start with no patch nothing
 
-    global _SHARED
-    _SHARED = modules  # the forked workers inherit it: no source is pickled
+    global _SHARED, _KEEP
+    _SHARED, _KEEP = modules, keep  # the forked workers inherit them: no source is pickled
+    found: Marshalled = {}
     try:
         biggest_first = sorted(range(len(modules)), key=lambda i: -len(modules[i][1]))
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return all(pool.imap_unordered(_compiles, biggest_first, chunksize=1))
-    except OSError:
-        # A pool needs semaphores (/dev/shm) and pipes; a locked-down container may have neither.
-        return None
+            for index, ok, code in pool.imap_unordered(_compiles, biggest_first, chunksize=1):
+                if not ok:
+                    return None
+                if code is not None:
+                    found[index] = code
+        return found
     finally:
-        _SHARED = ()
+        _SHARED, _KEEP = (), frozenset()
 
 
-def _compiles(index: int) -> bool:
+def _compiles(index: int) -> Tuple[int, bool, Optional[bytes]]:
     rel, content = _SHARED[index]
-    return compile_error(rel, content) is None
+    code, error = _compile(rel, content, keep=index in _KEEP)
+    return index, error is None, code
 
 
 def _usable_cpus() -> int:
@@ -79,3 +129,20 @@ def _usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         return os.cpu_count() or 1
+
+
+def final_modules(modules: Sequence[Module], changes: Sequence[FileChange]) -> List[int]:
+    """
+    The indexes of ``modules`` whose content is what ``changes`` write (the last one of each path).
+
+    A series may check one module several times (each patch's result); only the content that
+    is committed gets bytecode.
+    """
+    final = {c.path: c.content for c in changes if c.content is not None}
+    keep: List[int] = []
+    for index in range(len(modules) - 1, -1, -1):
+        rel, content = modules[index]
+        if rel in final and final[rel] == content:
+            keep.append(index)
+            del final[rel]
+    return keep

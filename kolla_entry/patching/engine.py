@@ -13,7 +13,7 @@ import stat
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 from kolla_entry.constants import DEFAULT_PATCH_GLOB, DEFAULT_STRIP, JOURNAL_NAME, MAX_PATCH_BYTES
 from kolla_entry.errors import EnvironmentProblem, PatchConflict, PatchRefused, WriteFailed
@@ -90,6 +90,7 @@ def _run(request: PatchRequest, *, dry_run: bool) -> SeriesReport:
     sources = discover(request.patterns)
     report = SeriesReport(target=str(request.target), dry_run=dry_run)
     changes: Tuple[FileChange, ...] = ()
+    code: Mapping[str, bytes] = {}
     if sources:
         # Only a start with patches pays for the parser, the matcher and the transaction (issue #7).
         from kolla_entry.patching.plan import plan_series
@@ -97,14 +98,15 @@ def _run(request: PatchRequest, *, dry_run: bool) -> SeriesReport:
         plan = plan_series([_read(source) for source in sources], request.target, strip=request.strip,
                            fuzz=request.fuzz, on_conflict=request.on_conflict, dry_run=dry_run)
         report = replace(report, patches=plan.reports)
-        changes = plan.changes
+        changes, code = plan.changes, plan.code
     for patch_report in report.patches:
         _log_patch(patch_report)
     if not dry_run:
-        report = _commit(request, report, changes, journal)
+        report = _commit(request, report, changes, code, journal)
         if request.state_file is not None:
             _record(request.state_file, report)
     log.info("series_done", target=str(request.target), dry_run=dry_run, written=report.written,
+             import_ready=len(report.import_ready),
              duration_ms=round((time.monotonic() - started) * 1000, 1), **report.counts())
     return report
 
@@ -139,19 +141,19 @@ def _recover(target: Path, journal: Path) -> None:
 
 
 def _commit(request: PatchRequest, report: SeriesReport, changes: Tuple[FileChange, ...],
-            journal: Path) -> SeriesReport:
+            code: Mapping[str, bytes], journal: Path) -> SeriesReport:
     if not changes:
         return report
     from kolla_entry.patching import pycache
     from kolla_entry.patching.transaction import commit
 
     paths = tuple(change.path for change in changes)
-    # Before the commit: a crash right after it must not leave a stale unchecked-hash pyc behind a
-    # patch that the next start finds already applied.
     try:
         # Inside the try: a folder swapped for a symlink after the check is refused here too.
-        removed = pycache.invalidate(request.target, paths)
-        commit(request.target, changes, journal=journal)
+        bytecode = pycache.plan_bytecode(request.target, changes, code)
+        # One transaction for modules and their bytecode (issue #13): a rollback or a crash
+        # recovery restores old text with old bytecode, never new text behind an old pyc.
+        commit(request.target, (*changes, *bytecode.changes), journal=journal)
     except (WriteFailed, PatchRefused, PatchConflict) as err:
         operation = err.operation if isinstance(err, WriteFailed) else err.status
         log.error("commit_failed", target=str(request.target), operation=operation, file=err.file,
@@ -159,9 +161,14 @@ def _commit(request: PatchRequest, report: SeriesReport, changes: Tuple[FileChan
         return replace(report, error=str(err), error_operation=operation)
     for change in changes:
         log.info("file_written", path=change.path, deleted=change.content is None)
-    if removed:
-        log.info("pycache_invalidated", files=len(removed))
-    return replace(report, written=True, changed_files=paths)
+    if bytecode.removed:
+        log.info("pycache_invalidated", files=len(bytecode.removed))
+    if bytecode.reason:
+        log.warning("bytecode_not_written", reason=bytecode.reason)
+    # How many patched modules each service process will load without compiling (issue #13).
+    log.info("modules_import_ready", modules=len(bytecode.ready),
+             of=sum(1 for c in changes if c.content is not None and c.path.endswith(".py")))
+    return replace(report, written=True, changed_files=paths, import_ready=bytecode.ready)
 
 
 def _log_patch(report: PatchReport) -> None:
@@ -209,7 +216,17 @@ def _state_section(report: SeriesReport) -> Dict[str, Any]:
         "error": report.error,
         "patches": [
             {"patch": p.patch, "sha256": p.sha256, "status": p.status, "reason": p.reason,
-             "files": [{"path": f.path, "status": f.status} for f in p.files]}
+             "files": [_state_file(f, report) for f in p.files]}
             for p in report.patches
         ],
+        "import_ready": len(report.import_ready),
     }
+
+
+def _state_file(file: FileReport, report: SeriesReport) -> Dict[str, Any]:
+    entry: Dict[str, Any] = {"path": file.path, "status": file.status}
+    written = report.written and file.operation != "delete" and file.path in report.changed_files
+    if written and file.path.endswith(".py"):
+        # Per file, what Python will find (issue #13): bytecode it uses, or none (compiled at import).
+        entry["bytecode"] = "import-ready" if file.path in report.import_ready else "none"
+    return entry

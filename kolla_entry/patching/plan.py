@@ -9,9 +9,9 @@ value: one report per patch and the net file changes of the whole series.
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from kolla_entry.errors import PatchConflict, PatchInvalid, PatchRefused
 from kolla_entry.patching import compilecheck, confine, match, parse, relevance, reverse
@@ -52,10 +52,16 @@ class PatchInput:
 
 @dataclass(frozen=True)
 class SeriesPlan:
-    """The reports of every patch, in order, and the net changes to commit (maybe none)."""
+    """
+    The reports of every patch, in order, and the net changes to commit (maybe none).
+
+    ``code`` maps each written module to the marshalled code of its new content, as the compile
+    check made it (issue #13: the commit writes it as bytecode); empty for a dry run.
+    """
 
     reports: Tuple[PatchReport, ...]
     changes: Tuple[FileChange, ...]
+    code: Mapping[str, bytes] = field(default_factory=dict)
 
 
 def plan_series(
@@ -89,12 +95,22 @@ def plan_series(
 
     plan = _plan_series(patches, root, strip=strip, fuzz=fuzz, on_conflict=on_conflict, dry_run=dry_run,
                         check=collect)
-    if compilecheck.all_compile(modules):
-        return plan
+    keep = () if dry_run else compilecheck.final_modules(modules, plan.changes)
+    compiled = compilecheck.compile_all(modules, keep)
+    if compiled is not None:
+        return replace(plan, code={modules[index][0]: code for index, code in compiled.items()})
     # A patch leaves a module that does not compile: plan again checking each patch as it comes,
     # so that patch alone is the conflict and the ones after it see the series without it.
-    return _plan_series(patches, root, strip=strip, fuzz=fuzz, on_conflict=on_conflict, dry_run=dry_run,
+    del modules[:]
+    plan = _plan_series(patches, root, strip=strip, fuzz=fuzz, on_conflict=on_conflict, dry_run=dry_run,
                         check=_check_compiles)
+    if dry_run or not plan.changes:
+        return plan
+    # Only with --on-conflict skip after such a failure: the modules left are compiled once more
+    # for their bytecode (a rare path; the common one compiles each module once).
+    written = [(c.path, c.content) for c in plan.changes if c.content is not None and c.path.endswith(".py")]
+    compiled = compilecheck.compile_all(written, range(len(written))) or {}
+    return replace(plan, code={written[index][0]: code for index, code in compiled.items()})
 
 
 def _content(work: PatchWork, rel: str) -> bytes:

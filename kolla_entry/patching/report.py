@@ -99,7 +99,8 @@ class SeriesReport:
     The outcome of a whole series.
 
     ``written`` is True when the target was changed; ``error`` holds a commit failure
-    (all changes rolled back) as a one-line message.
+    (all changes rolled back) as a one-line message. ``import_ready`` lists the written modules
+    that got bytecode Python will use (issue #13).
     """
 
     target: str
@@ -109,6 +110,7 @@ class SeriesReport:
     error: str = ""
     error_operation: str = ""
     changed_files: Tuple[str, ...] = field(default_factory=tuple)
+    import_ready: Tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def failed(self) -> bool:
@@ -129,6 +131,7 @@ class SeriesReport:
             "written": self.written,
             "summary": self.counts(),
             "patches": [p.to_dict() for p in self.patches],
+            "import_ready": list(self.import_ready),
         }
         if self.error:
             data["error"] = {"message": self.error, "operation": self.error_operation}

@@ -35,7 +35,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from kolla_entry.errors import EnvironmentProblem, PatchConflict, PatchRefused, WriteFailed
 from kolla_entry.fs.atomic import CREATE_FLAGS, atomic_write_file, temp_name, write_fd
@@ -53,6 +53,10 @@ from kolla_entry.patching.confine import (
 )
 from kolla_entry.patching.journal import recover, remove_stale_temps
 
+if TYPE_CHECKING:
+    # Only a commit with bytecode needs it; the config step of a pod start uses this module's writer.
+    from kolla_entry.patching.bytecode import Pyc
+
 # The logger name is a field of every JSON log line: it stays what it was before the layout move.
 log = get_logger("kolla_entry.transaction")
 
@@ -69,20 +73,29 @@ class FileChange:
 
     Args:
         path: relative to the target root; validated (``PatchRefused`` when unsafe).
-        content: the new content, or None to delete the file.
+        content: the new content, or None to delete the file (unless ``bytecode`` is given).
         mode: permission bits (``0o755`` for an executable); None keeps the existing file's
             mode, or ``0o644`` for a new file.
+        bytecode: instead of ``content``, a pyc rendered from its module's change in the same
+            commit, once that module is staged (issue #13); it must come after that change.
     """
 
     path: str
     content: Optional[bytes]
     mode: Optional[int] = None
+    bytecode: Optional[Pyc] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", validate_relpath(self.path))
         if self.mode is not None and self.mode & ~0o7777:
             raise ValueError(f"FileChange.mode takes permission bits only, got {oct(self.mode)}")
+        if self.bytecode is not None and self.content is not None:
+            raise ValueError("FileChange takes content or bytecode, not both")
 
+    @property
+    def deletes(self) -> bool:
+        """True when the change removes the file."""
+        return self.content is None and self.bytecode is None
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,8 @@ class _Transaction:
         self.to_create: List[Tuple[Tuple[str, ...], Tuple[int, int], int]] = []
         self.created: List[Tuple[str, ...]] = []
         self.journal_written = False
+        # The stat of each staged temp, for the pycs rendered from their module's (issue #13).
+        self.staged: Dict[str, os.stat_result] = {}
 
     def close(self) -> None:
         """Close the open folders and the root."""
@@ -139,7 +154,7 @@ class _Transaction:
         current = None if where.missing else lstat_at(base, where.name)
         if current is not None:
             check_regular(current, rel)
-        if change.content is None:
+        if change.deletes:
             if current is None:
                 raise PatchConflict("file to delete does not exist", file=rel)
             self._add_record(rel, where, jr.DELETE)
@@ -201,17 +216,26 @@ class _Transaction:
 
     def _stage(self, plan: _Plan, record: jr.Record) -> None:
         fd_dir = self._open(record.dirs, record.rel)
-        if record.temp is not None and plan.change.content is not None:
+        if record.temp is not None and not plan.change.deletes:
+            content = self._content(plan.change)
             fd = step("open", record.rel, self.fs.open, record.temp, CREATE_FLAGS, 0o600, dir_fd=fd_dir)
             try:
                 record.temp_ino = os.fstat(fd).st_ino
-                write_fd(self.fs, fd, record.rel, plan.change.content, plan.mode, plan.owner,
-                          self.durable)
+                write_fd(self.fs, fd, record.rel, content, plan.mode, plan.owner, self.durable)
+                # Renames keep the mtime: the module in place will have this very stat.
+                self.staged[record.rel] = os.fstat(fd)
             finally:
                 os.close(fd)
         if record.kind == jr.MODIFY and record.backup is not None:
             step("link", record.rel, self.fs.link, record.name, record.backup,
                     src_dir_fd=fd_dir, dst_dir_fd=fd_dir)
+
+    def _content(self, change: FileChange) -> bytes:
+        if change.bytecode is None:
+            assert change.content is not None
+            return change.content
+        source = self.staged[change.bytecode.source]
+        return change.bytecode.render(source.st_mtime, source.st_size)
 
     def _swap(self, record: jr.Record) -> None:
         fd_dir = self._open(record.dirs, record.rel)
@@ -303,6 +327,7 @@ def commit(root: Path, changes: Sequence[FileChange], *, fs: FileSystem = REAL,
     paths = [change.path for change in changes]
     if len(set(paths)) != len(paths):
         raise ValueError("commit(): a path appears twice in one change set")
+    _check_bytecode_order(changes)
     if journal is not None and os.path.lexists(journal):
         raise EnvironmentProblem(f"a journal of an interrupted commit exists ({journal}); recover first")
     txn = _Transaction(root, fs, journal, durable)
@@ -316,6 +341,15 @@ def commit(root: Path, changes: Sequence[FileChange], *, fs: FileSystem = REAL,
         txn.finish()
     finally:
         txn.close()
+
+
+def _check_bytecode_order(changes: Sequence[FileChange]) -> None:
+    written = set()
+    for change in changes:
+        if change.bytecode is not None and change.bytecode.source not in written:
+            raise ValueError(f"commit(): the pyc {change.path} comes before its module {change.bytecode.source}")
+        if change.content is not None:
+            written.add(change.path)
 
 
 def _fail(txn: _Transaction, err: BaseException) -> None:

@@ -59,3 +59,25 @@ def test_no_worker_pool_falls_back_to_checking_here(monkeypatch: pytest.MonkeyPa
     big = [(f"m{i}.py", _module(9000)) for i in range(4)]
     assert compilecheck.all_compile(big)
     assert not compilecheck.all_compile([*big, ("bad.py", b"def f(:\n")])
+
+
+@pytest.mark.parametrize("modules_kib", [1, 9000], ids=["in-process", "in-workers"])
+def test_the_kept_modules_come_back_as_the_marshalled_code_of_their_content(modules_kib: int) -> None:
+    """Issue #13: the code the check compiled is what gets written, for the kept indexes only."""
+    import marshal
+
+    modules = [(f"m{i}.py", _module(modules_kib) + b"VALUE = %d\n" % i) for i in range(4)]
+    found = compilecheck.compile_all(modules, keep=[1, 3])
+    assert found is not None and sorted(found) == [1, 3]
+    namespace: dict = {}
+    exec(marshal.loads(found[3]), namespace)
+    assert namespace["VALUE"] == 3 and namespace["f0"](1) == 1
+    assert compilecheck.compile_all([*modules, ("bad.py", b"(")], keep=[0]) is None
+
+
+def test_only_the_committed_content_of_each_module_is_kept() -> None:
+    from kolla_entry.patching.transaction import FileChange
+
+    modules = [("a.py", b"A = 1\n"), ("b.py", b"B = 1\n"), ("a.py", b"A = 2\n"), ("c.py", b"C = 1\n")]
+    changes = [FileChange("a.py", b"A = 2\n"), FileChange("b.py", b"B = 1\n"), FileChange("c.py", None)]
+    assert sorted(compilecheck.final_modules(modules, changes)) == [1, 2]

@@ -41,7 +41,7 @@ from hypothesis.errors import InvalidArgument
 from kolla_entry.patching.engine import PatchRequest, apply_patches
 from kolla_entry.patching.parse import parse_patch
 from kolla_entry.patching.search import Shape
-from tests.helpers import git_diff, make_tree, read_tree
+from tests.helpers import git_diff, make_tree, read_tree, without_bytecode
 
 STRESS = bool(os.environ.get("KOLLA_ENTRY_STRESS"))
 EXAMPLES = 1500 if STRESS else 60
@@ -174,7 +174,7 @@ def _run_kolla(work: Path, target: bytes, patch: bytes) -> Outcome:
     result = report.patches[0]
     offsets = {h.index: h.offset for f in result.files for h in f.hunks}
     lines = {h.index: h.line for f in result.files for h in f.hunks}
-    after = read_tree(tree)
+    after = without_bytecode(read_tree(tree))
     assert set(after) == {"pkg/__init__.py", MODULE}, "a stray file was left in the target"
     return Outcome(result.status == "applied", (tree / MODULE).read_bytes(), offsets, result.reason, result.status,
                    lines=lines)

@@ -12,7 +12,7 @@ import pytest
 
 from kolla_entry.patching.engine import PatchRequest, apply_patches, check_patches
 from kolla_entry.patching.state import load
-from tests.helpers import configmap_dir, git_diff, make_tree, read_tree
+from tests.helpers import bytecode_mode, configmap_dir, git_diff, make_tree, read_tree, without_bytecode
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "small"
 HELLO = (EXAMPLE / "site-packages" / "greeter" / "hello.py").read_bytes()
@@ -57,7 +57,7 @@ def test_apply_matches_gnu_patch_and_is_idempotent(tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     shutil.copytree(EXAMPLE / "site-packages", reference)
     _gnu_patch(reference, sorted((EXAMPLE / "patches").glob("000[123]*.patch")))
-    assert {k: v[0] for k, v in read_tree(request.target).items()} == {  # type: ignore[index]
+    assert {k: v[0] for k, v in without_bytecode(read_tree(request.target)).items()} == {  # type: ignore[index]
         k: v[0] for k, v in read_tree(reference).items()  # type: ignore[index]
     }
     after = read_tree(request.target)
@@ -74,8 +74,9 @@ def test_state_file_records_each_patch(tmp_path: Path) -> None:
     entries = state["patches"]["patches"]
     assert [e["status"] for e in entries] == ["applied", "applied", "applied", "skipped"]
     assert all(len(e["sha256"]) == 64 for e in entries)
-    assert entries[1]["files"] == [{"path": "greeter/hello.py", "status": "applied"},
-                                   {"path": "greeter/version.py", "status": "applied"}]
+    assert entries[1]["files"] == [{"path": "greeter/hello.py", "status": "applied", "bytecode": "import-ready"},
+                                   {"path": "greeter/version.py", "status": "applied", "bytecode": "import-ready"}]
+    assert state["patches"]["import_ready"] == 2
 
 
 def _conflicting(tmp_path: Path) -> bytes:
@@ -220,13 +221,14 @@ def test_partly_applied_patch_is_a_conflict(tmp_path: Path) -> None:
     assert "partly applied" in report.patches[0].reason
 
 
-def test_stale_unchecked_hash_pyc_is_removed(tmp_path: Path) -> None:
+def test_a_stale_unchecked_hash_pyc_is_replaced_by_one_of_the_patched_source(tmp_path: Path) -> None:
     request = _example(tmp_path)
     source = request.target / "greeter" / "hello.py"
     pyc = py_compile.compile(str(source), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-    assert Path(pyc).exists()
+    stale = Path(pyc).read_bytes()
     apply_patches(request)
-    assert not Path(pyc).exists()
+    assert Path(pyc).read_bytes() != stale
+    assert bytecode_mode(request.target, "greeter/hello.py") == "unchecked-hash"
     done = subprocess.run(["python3", "-c", "import greeter.hello as h; print(h.greeting())"],
                           cwd=request.target, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "Hello, world!"
