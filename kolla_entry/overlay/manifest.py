@@ -48,8 +48,11 @@ def digest(data: bytes) -> str:
 
 
 def listing_digest(names: Iterable[str]) -> str:
-    """A folder listing as one digest."""
-    return digest("\0".join(sorted(names)).encode("utf-8", "surrogateescape"))
+    """
+    A folder listing as one digest, without ``__pycache__``: an interpreter may write bytecode into a
+    writable image, and a link to bytecode that changed is only a recompilation, never other code.
+    """
+    return digest("\0".join(sorted(n for n in names if n != "__pycache__")).encode("utf-8", "surrogateescape"))
 
 
 def image_facts(target: Path, paths: Iterable[str], layout: Layout) -> Dict[str, Any]:
@@ -63,7 +66,8 @@ def image_facts(target: Path, paths: Iterable[str], layout: Layout) -> Dict[str,
     """
     return {"top": listing_digest(_listdir(str(target)) or ()),
             "files": {rel: _file_fact(target, rel) for rel in sorted(set(paths))},
-            "dirs": {folder: listing_digest(names) for folder, names in sorted(layout.listings.items())}}
+            "dirs": {folder: listing_digest(names) for folder, names in sorted(layout.listings.items())
+                     if os.path.basename(folder) != "__pycache__"}}
 
 
 def _file_fact(target: Path, rel: str) -> Optional[List[Any]]:
