@@ -170,7 +170,7 @@ def test_what_an_overlay_cannot_serve_is_a_conflict_naming_the_file(tmp_path: Pa
 def test_an_image_without_the_hook_is_refused(tmp_path: Path) -> None:
     box = make_box(tmp_path, IMAGE, hook=False)
     box.add_patch(IMAGE, {"pkg/a.py": b"A = 2\n"})
-    with pytest.raises(EnvironmentProblem, match="no overlay import hook.*install-overlay-hook"):
+    with pytest.raises(EnvironmentProblem, match=r"no overlay import hook.*install-overlay-hook"):
         box.apply()
     assert os.listdir(box.overlay) == []
 
