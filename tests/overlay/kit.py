@@ -53,15 +53,21 @@ class Box:
                               timeout=60, check=False, cwd=self.root)
 
 
-def make_box(root: Path, image: Dict[str, bytes], *, hook: bool = True) -> Box:
-    """A venv (no pip) whose site-packages holds ``image``, with the hook installed unless told otherwise."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True,
+def make_box(root: Path, image: Dict[str, bytes], *, hook: bool = True, base: str = sys.executable) -> Box:
+    """
+    A venv (no pip) of the ``base`` interpreter whose site-packages holds ``image``, with the hook
+    installed unless told otherwise.
+    """
+    subprocess.run([base, "-m", "venv", "--without-pip", str(root / "venv")], check=True,
                    capture_output=True)
     site = next((root / "venv" / "lib").glob("python3*/site-packages"))
     make_tree(site, dict(image))
+    python = root / "venv" / "bin" / "python"
     if hook:
         install_hook(site)
+        # As an image build does: the hook's bytecode is in the image, so no start writes it there.
+        subprocess.run([str(python), "-m", "compileall", "-q", str(site / "kolla_entry_overlay.py")], check=True)
     (root / "patches").mkdir()
     (root / "overlay").mkdir()
     (root / "git").mkdir()
-    return Box(root, root / "venv" / "bin" / "python", site, root / "patches", root / "overlay")
+    return Box(root, python, site, root / "patches", root / "overlay")
