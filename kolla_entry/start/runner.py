@@ -72,8 +72,8 @@ class RunRequest:
         fuzz: ``--fuzz``.
         on_conflict: ``--on-conflict``; else ``KOLLA_ENTRY_ON_CONFLICT``, else ``fail``.
         state_file: ``--state-file``; else ``KOLLA_ENTRY_STATE_FILE``, else the default.
-        overlay: ``--overlay``; else ``KOLLA_ENTRY_OVERLAY``; else the default overlay folder when the
-            target is read-only and that folder exists; else patch in place (issue #16).
+        overlay: ``--overlay``; else ``KOLLA_ENTRY_OVERLAY``; else the config's ``overlay``; else the default
+            overlay folder when the target is read-only and that folder exists; else patch in place (issue #16).
         config_dir: where the default config is looked for.
         configured_marker: the COPY_ONCE marker file.
         environ: the process environment (the service inherits it).
@@ -270,12 +270,16 @@ def _apply_patches(request: RunRequest, plan: _Plan) -> Optional[Path]:
 
 
 def _overlay(request: RunRequest, plan: _Plan) -> Optional[Path]:
-    """Overlay mode when asked for, or when the target is read-only and the overlay folder is mounted."""
+    """
+    Overlay mode when asked for (``--overlay``, ``KOLLA_ENTRY_OVERLAY``, the config's ``overlay``, in that
+    order), or when the target is read-only and the default overlay folder is mounted.
+    """
     from kolla_entry.overlay.select import choose_overlay
     from kolla_entry.patching.discover import resolve_target
 
-    if request.overlay or plan.path_environ.get(ENV_OVERLAY):
-        return choose_overlay(request.overlay, plan.path_environ, None)
+    explicit = request.overlay or plan.path_environ.get(ENV_OVERLAY) or plan.config.overlay
+    if explicit:
+        return choose_overlay(explicit, {}, None)
     try:
         target = resolve_target(request.target, plan.path_environ)
     except KollaEntryError:

@@ -166,3 +166,22 @@ def test_a_non_root_start_writes_only_the_overlay(shared_root: Path, accounts: s
     assert read_tree(box.site) == image
     owners = {os.lstat(os.path.join(d, n)).st_uid for d, dirs, files in os.walk(box.overlay) for n in dirs + files}
     assert owners == {user.uid}
+
+
+def test_the_config_can_choose_the_overlay(tmp_path: Path) -> None:
+    box = make_box(tmp_path, IMAGE)
+    box.add_patch(IMAGE, FIX)
+    config = box.root / "config.json"
+    argv = [sys.executable, "-m", "kolla_entry", "--log-format", "json", "run", "--config", str(config),
+            "--patches", f"{box.patches}/*.patch", "--target", str(box.site),
+            "--state-file", str(box.root / "state.json"),
+            "--", str(box.python), "-c", SERVICE, str(box.root / "record.json")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KOLLA_", "PYTHON"))}
+    config.write_text(json.dumps({"overlay": "relative/overlay"}))
+    refused = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert refused.returncode == 1 and "overlay" in refused.stderr.splitlines()[-1]
+    config.write_text(json.dumps({"overlay": str(box.overlay)}))
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((box.root / "record.json").read_text())["b"] == 3
+    assert read_tree(box.site)["pkg/mod.py"] == (IMAGE["pkg/mod.py"], 0o644)
