@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Hardened container test (issue #16): Keystone run as a restricted pod would run it, with hot-fixes served
 # from an overlay. `--read-only`, `--user 42425`, `--cap-drop ALL`, `--security-opt no-new-privileges`;
-# tmpfs for the config destinations and the state folder, a volume owned by 42425 for the overlay (an
-# emptyDir, which survives container restarts). Checks: the bootstrap job and the service start, the hot-fix
+# volumes owned by 42425 (as emptyDirs with the pod's fsGroup; podman 4.3's --tmpfs takes no uid) for the
+# config destinations, the state folder and the overlay (an emptyDir survives container restarts), podman's
+# own tmpfs on /tmp and /run. Checks: the bootstrap job and the service start, the hot-fix
 # is live over HTTP, Keystone runs as 42425, `podman diff` shows no change under site-packages (byte-identical
 # to the image's), the overlay holds the fix, a restart reuses the overlay (and how much faster its patch step
 # is), a conflicting patch refuses the start in one line. Prints PASS/FAIL lines and "N passed, N failed".
@@ -118,15 +119,15 @@ diff --git a/keystone/server/flask/application.py b/keystone/server/flask/applic
  
 EOF
     configmap_dir "$RUN/patches-conflict" 0644 "$ROOT"/patches/keystone/*.patch "$RUN/src/0004-conflicting-vary-header.patch"
-    install -d -o 42425 -g 42425 -m 0700 "$RUN/data" "$RUN/fernet-keys" "$RUN/credential-keys" "$RUN/overlay"
+    install -d -o 42425 -g 42425 -m 0700 "$RUN/data" "$RUN/fernet-keys" "$RUN/credential-keys" "$RUN/overlay" \
+        "$RUN/etc-keystone" "$RUN/kolla-keystone" "$RUN/run-kolla-entry"
     PORT="$(probe free-port)"
     URL="http://127.0.0.1:$PORT/v3"
     HARDENED=(
         --ulimit host --network host
         --read-only --user 42425:42425 --cap-drop ALL --security-opt no-new-privileges
-        --tmpfs "/etc/keystone:rw,mode=0750,uid=42425,gid=42425"
-        --tmpfs "/var/lib/kolla/keystone:rw,mode=0755,uid=42425,gid=42425"
-        --tmpfs "/run/kolla-entry:rw,mode=0755,uid=42425,gid=42425"
+        -v "$RUN/etc-keystone:/etc/keystone" -v "$RUN/kolla-keystone:/var/lib/kolla/keystone"
+        -v "$RUN/run-kolla-entry:/run/kolla-entry"
         -v "$RUN/overlay:$OVERLAY" -e "KOLLA_ENTRY_OVERLAY=$OVERLAY"
         -e "KEYSTONE_BIND_HOST=127.0.0.1" -e "KEYSTONE_BIND_PORT=$PORT" -e "KEYSTONE_PUBLIC_HOST=127.0.0.1"
         -v "$RUN/config:/var/lib/kolla/config_files:ro"
