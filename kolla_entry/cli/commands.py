@@ -183,6 +183,8 @@ def _format_status(data: Dict[str, Any]) -> str:
     patches = data.get("patches") or {}
     if patches:
         lines.append(f"target: {patches.get('target')}  written: {patches.get('written')}")
+        if patches.get("overlay"):
+            lines.append(f"overlay: {patches.get('overlay')}  generation: {patches.get('generation')}")
         for item in patches.get("patches", []):
             # !s: a format width on a missing (None) status raises TypeError, a traceback at 3 a.m.
             lines.append(f"  {item.get('status')!s:<16} {item.get('patch')}  sha256:{str(item.get('sha256'))[:12]}")

@@ -90,10 +90,25 @@ def _run(request: OverlayRequest, *, dry_run: bool) -> SeriesReport:
         if not dry_run and not (report.failed and request.patch.on_conflict == "fail"):
             report = _commit(request, key, report, plan)
     if not dry_run and request.patch.state_file is not None:
-        engine._record(request.patch.state_file, report)
+        _record(request, report)
     log.info("series_done", target=str(target), overlay=str(request.overlay), dry_run=dry_run,
              written=report.written, duration_ms=round((time.monotonic() - started) * 1000, 1), **report.counts())
     return report
+
+
+def _record(request: OverlayRequest, report: SeriesReport) -> None:
+    """The engine's state section, plus the overlay folder and its current generation (for ``status``)."""
+    from kolla_entry.patching import state
+
+    assert request.patch.state_file is not None
+    generation = build.current_generation(request.overlay)
+    section = {**engine._state_section(report), "overlay": str(request.overlay),
+               "generation": None if generation is None else generation.name}
+    try:
+        state.record(request.patch.state_file, "patches", section)
+    except (WriteFailed, OSError) as err:
+        # As in place: the patches are served (or refused) either way; a read-only /run must not stop a start.
+        log.warning("state_not_recorded", state_file=str(request.patch.state_file), reason=str(err))
 
 
 def _check_environment(request: OverlayRequest) -> None:

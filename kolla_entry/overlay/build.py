@@ -117,10 +117,12 @@ def switch(overlay: Path, name: Optional[str], *, fs: FileSystem = REAL, durable
 
     Raises:
         StepError: an operation failed; ``current`` is what it was.
+        EnvironmentProblem: ``current`` is not a link to one of our generations.
     """
     current = overlay / hook.CURRENT
     if name is None:
-        if os.path.lexists(current):
+        # Only ever our own link: current_generation() refuses anything else in the folder's `current`.
+        if current_generation(overlay) is not None:
             step("unlink", str(current), fs.unlink, str(current))
     else:
         temp = overlay / temp_name(hook.CURRENT)
@@ -143,8 +145,9 @@ def clear(overlay: Path, *, fs: FileSystem = REAL) -> bool:
 
     Raises:
         WriteFailed: ``current`` could not be removed.
+        EnvironmentProblem: ``current`` is not a link to one of our generations.
     """
-    was = os.path.lexists(overlay / hook.CURRENT)
+    was = current_generation(overlay) is not None
     try:
         switch(overlay, None, fs=fs)
     except StepError as err:

@@ -89,6 +89,11 @@ def activate(overlay: str, site_dir: str) -> Optional[str]:
             made_for = handle.read().strip()
     except FileNotFoundError:
         return None
+    except OSError as err:
+        # One line, not site's traceback of a failing .pth line.
+        sys.stderr.write(f"kolla-entry overlay: cannot read {generation}: {err.strerror}; not used by this "
+                         "interpreter\n")
+        return None
     image = os.path.realpath(site_dir)
     if made_for != image:
         sys.stderr.write(f"kolla-entry overlay: {generation} was made for {made_for}, not {image}; "
@@ -119,9 +124,19 @@ def _read_lines(name: str) -> List[str]:
         return []
 
 
+_activated: List[Optional[str]] = []
+
+
 def activate_from_environ() -> Optional[str]:
-    """The ``.pth`` entry point: activate the overlay ``KOLLA_ENTRY_OVERLAY`` names for this site-packages."""
+    """
+    The ``.pth`` entry point: activate the overlay ``KOLLA_ENTRY_OVERLAY`` names for this site-packages.
+
+    Once per interpreter: ``site`` runs the ``.pth`` line twice in a venv whose ``lib64`` is a symlink to
+    ``lib`` (it compares the two paths without resolving them).
+    """
+    if _activated:
+        return _activated[0]
     overlay = os.environ.get(ENV)
-    if not overlay:
-        return None
-    return activate(overlay, os.path.dirname(os.path.abspath(__file__)))
+    result = activate(overlay, os.path.dirname(os.path.abspath(__file__))) if overlay else None
+    _activated.append(result)
+    return result

@@ -240,3 +240,32 @@ def test_check_patches_in_place_is_unchanged_by_an_overlay_folder(tmp_path: Path
     box = _box(tmp_path)
     report = check_patches(PatchRequest(target=box.site, patterns=(str(box.patches / "*.patch"),)))
     assert report.counts() == {"applicable": 1}
+
+
+def test_a_foreign_current_is_never_removed(tmp_path: Path) -> None:
+    box = make_box(tmp_path, IMAGE)
+    (box.overlay / "current").write_bytes(b"not ours")
+    with pytest.raises(EnvironmentProblem, match="not a symlink"):
+        box.apply()
+    assert (box.overlay / "current").read_bytes() == b"not ours"
+    (box.overlay / "current").unlink()
+    os.symlink("/etc", box.overlay / "current")
+    with pytest.raises(EnvironmentProblem, match="not a generation"):
+        box.apply()
+    assert os.readlink(box.overlay / "current") == "/etc"
+
+
+def test_state_and_status_name_the_overlay_generation(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    box = _box(tmp_path)
+    state_file = tmp_path / "state.json"
+    box.apply(state_file=state_file)
+    section = json.loads(state_file.read_text())["patches"]
+    assert (section["overlay"], section["generation"]) == (str(box.overlay), _generation(box))
+    assert section["patches"][0]["status"] == "applied"
+    shown = subprocess.run([sys.executable, "-m", "kolla_entry", "status", "--state-file", str(state_file)],
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    assert f"overlay: {box.overlay}  generation: {_generation(box)}" in shown

@@ -6,6 +6,7 @@ The import hook in a real interpreter: a venv whose site-packages is the image, 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tests.overlay.kit import Box, make_box
@@ -131,3 +132,21 @@ def test_no_current_generation_serves_the_image(tmp_path: Path) -> None:
     box = make_box(tmp_path, IMAGE)
     done = box.python_run("import pkg\nprint(pkg.NAME)")
     assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "image", "")
+
+
+def test_an_unreadable_overlay_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    generation = (box.overlay / "current").resolve()
+    os.rename(generation / "target", generation / "target.moved")
+    os.mkdir(generation / "target")  # reading it fails with EISDIR, as any unreadable file would
+    done = box.python_run("import pkg\nprint(pkg.NAME)")
+    assert (done.returncode, done.stdout.strip()) == (0, "image")
+    assert done.stderr.startswith("kolla-entry overlay: cannot read"), done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_the_overlay_is_activated_once_per_interpreter(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    out = _service(box, "import sys\nout = [sum('/overlay/gen-' in p for p in sys.path),\n"
+                        "       sum(type(f).__name__ == 'HideDeleted' for f in sys.meta_path)]")
+    assert out == [1, 1]
