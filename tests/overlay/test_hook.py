@@ -150,3 +150,15 @@ def test_the_overlay_is_activated_once_per_interpreter(tmp_path: Path) -> None:
     out = _service(box, "import sys\nout = [sum('/overlay/gen-' in p for p in sys.path),\n"
                         "       sum(type(f).__name__ == 'HideDeleted' for f in sys.meta_path)]")
     assert out == [1, 1]
+
+
+def test_a_module_deleted_from_a_namespace_package_is_gone(tmp_path: Path) -> None:
+    image = {"ns/a.py": b"A = 1\n", "ns/b.py": b"B = 1\n"}
+    box = make_box(tmp_path, image)
+    box.add_patch(image, {"ns/a.py": b"A = 2\n", "ns/b.py": None})
+    box.apply()
+    # The image's ns/ is a second portion of the namespace package: the finder must hide its b.py.
+    out = _service(box, "import ns.a\nout = [ns.a.A, len(ns.__path__)]\n"
+                        "try:\n    import ns.b\n    out.append('imported')\n"
+                        "except ModuleNotFoundError as err:\n    out.append(err.name)")
+    assert out == [2, 2, "ns.b"]
