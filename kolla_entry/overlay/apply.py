@@ -136,6 +136,10 @@ def _reused(request: OverlayRequest, key: manifest.Key) -> SeriesReport | None:
     generation = build.current_generation(request.overlay)
     if generation is None:
         return None
+    distrust = build.untrusted(generation)
+    if distrust is not None:
+        log.warning("overlay_stale", generation=generation.name, reason=distrust)
+        return None
     recorded = manifest.load(generation)
     tree = generation / hook.TREE
     if recorded is None:

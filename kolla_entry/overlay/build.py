@@ -178,9 +178,33 @@ def remove_stale(overlay: Path, *, keep: Optional[str], fs: FileSystem = REAL) -
     return removed
 
 
+def untrusted(generation: Path) -> Optional[str]:
+    """
+    Why a generation may not be reused as it is, or None.
+
+    Only a folder that this uid owns and that neither group nor others may write: in a pod that runs
+    kolla-entry as root, an overlay volume writable by the service's group (an ``emptyDir`` with
+    ``fsGroup``) could otherwise hold a generation the service made itself.
+    """
+    try:
+        st = os.lstat(generation)
+    except OSError as err:
+        return f"cannot inspect it: {err.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return "it is not a folder"
+    if st.st_uid != os.geteuid():
+        return f"it is owned by uid {st.st_uid}, not {os.geteuid()}"
+    if st.st_mode & 0o022:
+        return "group or others may write it"
+    return None
+
+
 def drop_bytecode(tree: Path, facts: Dict[str, Any], *, fs: FileSystem = REAL) -> int:
     """
     Remove the bytecode the service wrote into a generation (see ``manifest.python_bytecode``).
+
+    Folders are opened one component at a time without following a symlink, so a link planted in the
+    overlay never makes this remove anything outside it.
 
     Returns:
         How many entries were removed.
@@ -190,19 +214,39 @@ def drop_bytecode(tree: Path, facts: Dict[str, Any], *, fs: FileSystem = REAL) -
     """
     count = 0
     for folder in facts["dirs"]:
+        fd = _open_below(tree, folder)
+        if fd is None:
+            continue  # gone or a link: the reuse check then finds the tree changed
         try:
-            names = os.listdir(tree / folder)
-        except OSError:
-            continue
-        for name in names:
-            if python_bytecode(folder, name, facts):
-                try:
-                    _remove(tree / folder / name, fs)
-                except StepError as err:
-                    raise WriteFailed(f"cannot remove the service's bytecode: {err.error.strerror}",
-                                      operation=err.operation, file=err.rel) from err.error
-                count += 1
+            for name in os.listdir(fd):
+                if python_bytecode(folder, name, facts):
+                    shown = f"{tree}/{folder}/{name}" if folder else f"{tree}/{name}"
+                    try:
+                        _remove_at(fd, name, shown, fs)
+                    except StepError as err:
+                        raise WriteFailed(f"cannot remove the service's bytecode: {err.error.strerror}",
+                                          operation=err.operation, file=err.rel) from err.error
+                    count += 1
+        finally:
+            os.close(fd)
     return count
+
+
+def _open_below(root: Path, rel: str) -> Optional[int]:
+    """Open ``root/rel`` as a folder, no component a symlink; None when that is not possible."""
+    try:
+        fd = os.open(root, _DIR_FLAGS)
+    except OSError:
+        return None
+    for part in (p for p in rel.split("/") if p):
+        try:
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            return None
+        os.close(fd)
+        fd = child
+    return fd
 
 
 def _remove(path: Path, fs: FileSystem) -> None:
@@ -217,6 +261,20 @@ def _remove(path: Path, fs: FileSystem) -> None:
     finally:
         os.close(fd)
     step("rmdir", str(path), fs.rmdir, str(path))
+
+
+def _remove_at(parent: int, name: str, shown: str, fs: FileSystem) -> None:
+    """Remove the entry ``name`` of the open folder ``parent`` (a tree, never through a symlink)."""
+    st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    if not stat.S_ISDIR(st.st_mode):
+        step("unlink", shown, fs.unlink, name, dir_fd=parent)
+        return
+    fd = step("open", shown, os.open, name, _DIR_FLAGS, dir_fd=parent)
+    try:
+        _empty_folder(fd, shown, fs)
+    finally:
+        os.close(fd)
+    step("rmdir", shown, fs.rmdir, name, dir_fd=parent)
 
 
 def _empty_folder(fd: int, shown: str, fs: FileSystem) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -157,17 +158,25 @@ def _tree_differs(tree: Dict[str, Any], root: Path) -> Optional[str]:
         except OSError:
             return f"the overlay link {path} is missing"
     for path, fact in tree["files"].items():
-        full = os.path.join(root, path)
-        try:
-            if os.path.islink(full):
-                return f"the overlay file {path} was changed"
-            with open(full, "rb") as handle:
-                data = handle.read()
-        except OSError:
-            return f"the overlay file {path} is missing"
-        if [len(data), digest(data)] != fact:
+        data = _read_regular(os.path.join(root, path))
+        if data is None or [len(data), digest(data)] != fact:
             return f"the overlay file {path} was changed"
     return None
+
+
+def _read_regular(path: str) -> Optional[bytes]:
+    """A regular file's bytes; None for anything else (a link, a fifo that would hang the start, missing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
 
 
 def python_bytecode(folder: str, name: str, tree: Dict[str, Any]) -> bool:

@@ -269,3 +269,41 @@ def test_state_and_status_name_the_overlay_generation(tmp_path: Path) -> None:
     shown = subprocess.run([sys.executable, "-m", "kolla_entry", "status", "--state-file", str(state_file)],
                            capture_output=True, text=True, timeout=60, check=True).stdout
     assert f"overlay: {box.overlay}  generation: {_generation(box)}" in shown
+
+
+def test_links_planted_in_the_overlay_never_make_a_restart_touch_anything_outside(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    box.apply()
+    first = _generation(box)
+    outside = tmp_path / "outside"
+    (outside / "__pycache__").mkdir(parents=True)
+    (outside / "__pycache__" / "victim.pyc").write_bytes(b"keep me")
+    (outside / "victim.py").write_bytes(b"keep me")
+    tree = box.overlay / first / "site-packages"
+    os.rename(tree / "pkg", tmp_path / "moved-pkg")
+    os.symlink(outside, tree / "pkg")
+    report = box.apply()
+    assert report.written and _generation(box) != first
+    assert sorted(os.listdir(outside)) == ["__pycache__", "victim.py"]
+    assert os.listdir(outside / "__pycache__") == ["victim.pyc"]
+
+
+def test_a_fifo_in_the_overlay_does_not_hang_a_restart(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    box.apply()
+    first = _generation(box)
+    served = box.overlay / first / "site-packages" / "pkg" / "a.py"
+    served.unlink()
+    os.mkfifo(served)
+    assert box.apply().written and _generation(box) != first
+
+
+def test_a_generation_others_may_write_is_rebuilt(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    box.apply()
+    first = _generation(box)
+    os.chmod(box.overlay / first, 0o775)
+    with capture_logs() as logs:
+        report = box.apply()
+    assert report.written and _generation(box) != first
+    assert any(e["event"] == "overlay_stale" and e["reason"] == "group or others may write it" for e in logs)
