@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint unit demo demo-small charts container-test bench stress clean
+.PHONY: test lint unit demo demo-small charts container-test bench bench-overlay stress clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ container-test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+bench-overlay: $(STAMP)
+	$(BIN)/python bench/overlay.py
 
 stress: $(STAMP)
 	KOLLA_ENTRY_STRESS=1 $(BIN)/pytest -m "slow or stress"

@@ -17,3 +17,8 @@ ENV_PATCHES = "KOLLA_ENTRY_PATCHES"
 ENV_TARGET = "KOLLA_ENTRY_TARGET"
 ENV_ON_CONFLICT = "KOLLA_ENTRY_ON_CONFLICT"
 ENV_STATE_FILE = "KOLLA_ENTRY_STATE_FILE"
+
+#: Overlay mode (issue #16): the writable folder (an emptyDir) that holds the patched files, chosen by
+#: ``--overlay``/``KOLLA_ENTRY_OVERLAY``, or used when the target is read-only and this folder exists.
+DEFAULT_OVERLAY = "/var/lib/kolla-entry/overlay"
+ENV_OVERLAY = "KOLLA_ENTRY_OVERLAY"

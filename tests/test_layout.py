@@ -2,7 +2,8 @@
 The package layout is the architecture (issue #11): two pipelines and the seam they share.
 
 ``fs`` (the only doors to the filesystem) imports neither pipeline; ``patching`` may use ``fs``;
-``start`` (the ``run`` command) may use ``patching`` and ``fs``; ``cli`` sits on top. The shared
+``overlay`` (issue #16) may use ``patching`` and ``fs``; ``start`` (the ``run`` command) may use ``overlay``,
+``patching`` and ``fs``; ``cli`` sits on top. The shared
 top-level modules (``log``, ``errors``, ``constants``) import no subpackage. Read from the import
 statements of every module, including the ones inside functions (lazy imports count as edges).
 """
@@ -22,11 +23,12 @@ ALLOWED: Dict[str, Set[str]] = {
     "shared": set(),
     "fs": {"shared"},
     "patching": {"fs", "shared"},
-    "start": {"patching", "fs", "shared"},
-    "cli": {"start", "patching", "fs", "shared"},
+    "overlay": {"patching", "fs", "shared"},
+    "start": {"overlay", "patching", "fs", "shared"},
+    "cli": {"start", "overlay", "patching", "fs", "shared"},
     "root": {"start", "patching", "cli", "shared"},
 }
-SUBPACKAGES = ("fs", "patching", "start", "cli")
+SUBPACKAGES = ("fs", "patching", "overlay", "start", "cli")
 
 
 def part_of(module: str) -> str:
@@ -101,4 +103,4 @@ def test_no_prefixed_satellite_modules() -> None:
 def test_top_level_keeps_only_shared_modules() -> None:
     top = sorted(p.name for p in PACKAGE.iterdir() if not p.name.startswith((".", "__pycache__")))
     assert top == ["__init__.py", "__main__.py", "cli", "constants.py", "errors.py", "fs", "log.py",
-                   "patching", "py.typed", "start"]
+                   "overlay", "patching", "py.typed", "start"]

@@ -35,6 +35,7 @@ RUN_VALUE_OPTIONS = {
     "--patches": "patches", "--target": "target", "--strip": "strip", "-p": "strip", "--fuzz": "fuzz",
     "-F": "fuzz", "--on-conflict": "on_conflict", "--state-file": "state_file", "--config": "config_path",
     "--user": "user", "--configured-marker": "configured_marker", "--log-format": "log_format",
+    "--overlay": "overlay",
 }
 _INT_RANGES = {"strip": (0, 64), "fuzz": (0, 3)}
 _CHOICES = {"on_conflict": ("fail", "skip"), "log_format": ("json", "console")}
@@ -42,7 +43,8 @@ _CHOICES = {"on_conflict": ("fail", "skip"), "log_format": ("json", "console")}
 
 def run_from_options(*, patches: Sequence[str], target: Optional[str], strip: int, fuzz: int,
                      on_conflict: Optional[str], state_file: Optional[str], config_path: Optional[str],
-                     user: Optional[str], configured_marker: Optional[str], command: Sequence[str]) -> int:
+                     user: Optional[str], configured_marker: Optional[str], command: Sequence[str],
+                     overlay: Optional[str] = None) -> int:
     """
     Build the :class:`~kolla_entry.start.runner.RunRequest` from ``run``'s options and run it.
 
@@ -55,7 +57,7 @@ def run_from_options(*, patches: Sequence[str], target: Optional[str], strip: in
         command=tuple(command), config=Path(config_path) if config_path else None, user=user,
         patterns=tuple(patches), target=target, strip=strip, fuzz=fuzz, on_conflict=on_conflict,
         state_file=Path(state_file) if state_file else None, environ=os.environ,
-        configured_marker=Path(configured_marker or DEFAULT_CONFIGURED_MARKER),
+        configured_marker=Path(configured_marker or DEFAULT_CONFIGURED_MARKER), overlay=overlay,
     )
     return run(request)
 
@@ -80,7 +82,8 @@ def parse_plain_run(args: Sequence[str]) -> Optional[Tuple[Optional[str], Dict[s
     if args[:1] != ["run"]:
         return None
     params: Dict[str, Any] = {"patches": [], "strip": 1, "fuzz": 0, "on_conflict": None, "state_file": None,
-                              "config_path": None, "user": None, "configured_marker": None, "target": None}
+                              "config_path": None, "user": None, "configured_marker": None, "target": None,
+                              "overlay": None}
     rest = args[1:]
     while rest and rest[0].startswith("-") and rest[0] not in ("-", "--"):
         name, value, rest = _take_value(rest)

@@ -18,6 +18,7 @@ import click
 from kolla_entry import log as logging_setup
 from kolla_entry.cli import EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, run_from_options
 from kolla_entry.constants import (
+    DEFAULT_OVERLAY,
     DEFAULT_PATCH_GLOB,
     DEFAULT_STATE_FILE,
     DEFAULT_STRIP,
@@ -58,6 +59,30 @@ def patch_options(func: F) -> F:
     return func
 
 
+def overlay_option(func: F) -> F:
+    """``--overlay DIR``: serve the patches from an overlay folder, never writing the target (issue #16)."""
+    return click.option(
+        "--overlay", metavar="DIR", default=None,
+        help=f"Write the patched files to this folder (an emptyDir), not into the target; the image's import "
+             f"hook serves them. Env KOLLA_ENTRY_OVERLAY. Default: in place, or {DEFAULT_OVERLAY} when the "
+             f"target is read-only and that folder exists.")(func)
+
+
+def _series(request: Any, overlay: Optional[str], *, dry_run: bool) -> Any:
+    """Run the series in place or, when chosen, in an overlay: the one library call of check/apply."""
+    from kolla_entry.overlay.select import choose_overlay
+
+    folder = choose_overlay(overlay, os.environ, request.target)
+    if folder is None:
+        from kolla_entry.patching.engine import apply_patches, check_patches
+
+        return check_patches(request) if dry_run else apply_patches(request)
+    from kolla_entry.overlay.apply import OverlayRequest, apply_overlay, check_overlay
+
+    overlay_request = OverlayRequest(request, folder)
+    return check_overlay(overlay_request) if dry_run else apply_overlay(overlay_request)
+
+
 def _patch_request(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int,
                    on_conflict: str = "fail", state_file: Optional[str] = None) -> Any:
     from kolla_entry.patching.discover import patterns_from, resolve_target
@@ -83,13 +108,12 @@ def cli(log_format: Optional[str]) -> None:
 @cli.command("check-patches")
 @log_format_option
 @patch_options
+@overlay_option
 @click.option("--json", "as_json", is_flag=True, help="Print the machine-readable report on stdout.")
 def check_patches_command(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int,
-                          as_json: bool) -> None:
+                          overlay: Optional[str], as_json: bool) -> None:
     """Dry run: report what apply-patches would do, write nothing."""
-    from kolla_entry.patching.engine import check_patches
-
-    report = check_patches(_patch_request(patches, target, strip, fuzz))
+    report = _series(_patch_request(patches, target, strip, fuzz), overlay, dry_run=True)
     _finish_series(report, as_json)
 
 
@@ -100,13 +124,12 @@ def check_patches_command(patches: Sequence[str], target: Optional[str], strip: 
               show_default=True, help="fail: write nothing if any patch fails; skip: leave failed patches out.")
 @click.option("--state-file", envvar=ENV_STATE_FILE, default=DEFAULT_STATE_FILE, show_default=True,
               help="Where to record what was done (read by `kolla-entry status`).")
+@overlay_option
 @click.option("--json", "as_json", is_flag=True, help="Print the machine-readable report on stdout.")
 def apply_patches_command(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int,
-                          on_conflict: str, state_file: str, as_json: bool) -> None:
-    """Apply the hot-fix patches to the target, all or nothing."""
-    from kolla_entry.patching.engine import apply_patches
-
-    report = apply_patches(_patch_request(patches, target, strip, fuzz, on_conflict, state_file))
+                          on_conflict: str, state_file: str, overlay: Optional[str], as_json: bool) -> None:
+    """Apply the hot-fix patches to the target (or into an overlay), all or nothing."""
+    report = _series(_patch_request(patches, target, strip, fuzz, on_conflict, state_file), overlay, dry_run=False)
     _finish_series(report, as_json)
 
 
@@ -123,14 +146,28 @@ def apply_patches_command(patches: Sequence[str], target: Optional[str], strip: 
               help="The Kolla config.json/config.yaml. Default /var/lib/kolla/config_files/config.{yaml,json}.")
 @click.option("--user", default=None, help="Run the service as this user (overrides the config's \"user\").")
 @click.option("--configured-marker", default=None, hidden=True, help="The COPY_ONCE marker file (tests).")
+@overlay_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def run_command(patches: Sequence[str], target: Optional[str], strip: int, fuzz: int, on_conflict: Optional[str],
                 state_file: Optional[str], config_path: Optional[str], user: Optional[str],
-                configured_marker: Optional[str], command: Sequence[str]) -> None:
+                configured_marker: Optional[str], overlay: Optional[str], command: Sequence[str]) -> None:
     """Apply patches, put config files in place, drop privileges and exec the service."""
     sys.exit(run_from_options(patches=patches, target=target, strip=strip, fuzz=fuzz, on_conflict=on_conflict,
                               state_file=state_file, config_path=config_path, user=user,
-                              configured_marker=configured_marker, command=command))
+                              configured_marker=configured_marker, command=command, overlay=overlay))
+
+
+@cli.command("install-overlay-hook")
+@log_format_option
+@click.option("--target", metavar="DIR", default=None,
+              help="The service venv's site-packages. Env KOLLA_ENTRY_TARGET. Default: the Kolla venv's.")
+def install_overlay_hook_command(target: Optional[str]) -> None:
+    """Image build step: install the import hook that serves an overlay (kolla-entry-overlay.pth)."""
+    from kolla_entry.overlay.build import install_hook
+    from kolla_entry.patching.discover import resolve_target
+
+    for path in install_hook(resolve_target(target, os.environ)):
+        click.echo(f"installed {path}")
 
 
 def _finish_series(report: Any, as_json: bool) -> None:
@@ -165,6 +202,8 @@ def _format_status(data: Dict[str, Any]) -> str:
         lines.append(f"target: {patches.get('target')}  written: {patches.get('written')}")
         if "import_ready" in patches:
             lines.append(f"modules import-ready (valid bytecode written): {patches.get('import_ready')}")
+        if patches.get("overlay"):
+            lines.append(f"overlay: {patches.get('overlay')}  generation: {patches.get('generation')}")
         for item in patches.get("patches", []):
             # !s: a format width on a missing (None) status raises TypeError, a traceback at 3 a.m.
             lines.append(f"  {item.get('status')!s:<16} {item.get('patch')}  sha256:{str(item.get('sha256'))[:12]}")

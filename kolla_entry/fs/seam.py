@@ -19,7 +19,7 @@ class FileSystem:
     Real filesystem operations, each named by the seam operation it counts as.
 
     Operation names: ``open``, ``write``, ``fsync``, ``chmod``, ``chown``, ``replace``,
-    ``unlink``, ``mkdir``, ``rename``, ``rmdir``, ``link``.
+    ``unlink``, ``mkdir``, ``rename``, ``rmdir``, ``link``, ``symlink``.
 
     Paths are relative to ``dir_fd`` when one is given (the transaction works with directory
     descriptors opened with ``O_NOFOLLOW``, so a swapped-in symlink is never followed).
@@ -77,6 +77,11 @@ class FileSystem:
         """Hard-link ``src`` to ``dst`` without following a symlink at ``src`` (backups)."""
         self._count("link", dst)
         os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+
+    def symlink(self, points_to: str, path: str, *, dir_fd: Optional[int] = None) -> None:
+        """Create the symlink ``path`` -> ``points_to`` (the overlay's links into the image, issue #16)."""
+        self._count("symlink", path)
+        os.symlink(points_to, path, dir_fd=dir_fd)
 
 
 #: The default, real filesystem.

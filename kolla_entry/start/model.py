@@ -108,3 +108,5 @@ class ServiceConfig:
     dependencies: Tuple[Dependency, ...] = ()
     dependency_timeout: float = DEFAULT_DEPENDENCY_TIMEOUT
     user: Optional[str] = None
+    #: Ours (issue #16): the overlay folder that serves the hot-fixes instead of writing site-packages.
+    overlay: Optional[str] = None

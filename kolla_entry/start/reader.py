@@ -6,7 +6,7 @@ Raw JSON/YAML stops here (STYLE.md 6): :func:`parse_config` checks every key and
 naming the entry and field (``config_files[2].perm``), raised before anything is done.
 
 Kolla's format (kolla:docker/base/set_configs.py) plus our extensions: ``template`` on a
-``config_files`` entry, ``dependencies``, ``dependency_timeout`` and ``user``.
+``config_files`` entry, ``dependencies``, ``dependency_timeout``, ``user`` and ``overlay``.
 
 The value classes live in :mod:`kolla_entry.start.model` and the per-field readers in
 :mod:`kolla_entry.start.fields`; import both from here.
@@ -162,6 +162,7 @@ def parse_config(data: Any, path: str) -> ServiceConfig:
         dependencies=tuple(_dependency_entry(f, i) for i, f in top.entries("dependencies")),
         dependency_timeout=top.positive_number("dependency_timeout", DEFAULT_DEPENDENCY_TIMEOUT),
         user=top.string("user", required=False),
+        overlay=top.string("overlay", required=False, absolute=True),
     )
     top.reject_unknown()
     return config

@@ -25,6 +25,7 @@ from kolla_entry.constants import (
     DEFAULT_STATE_FILE,
     DEFAULT_STRIP,
     ENV_ON_CONFLICT,
+    ENV_OVERLAY,
     ENV_PATCHES,
     ENV_STATE_FILE,
     ENV_TARGET,
@@ -53,7 +54,7 @@ ENV_DEPENDENCIES = "KOLLA_ENTRY_DEPENDENCIES"
 COPY_ALWAYS = "COPY_ALWAYS"
 COPY_ONCE = "COPY_ONCE"
 # Under sudo these would let the caller choose what root reads or writes (CVE-2022-38060).
-_PATH_VARIABLES = (ENV_PATCHES, ENV_TARGET, ENV_STATE_FILE)
+_PATH_VARIABLES = (ENV_PATCHES, ENV_TARGET, ENV_STATE_FILE, ENV_OVERLAY)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class RunRequest:
         fuzz: ``--fuzz``.
         on_conflict: ``--on-conflict``; else ``KOLLA_ENTRY_ON_CONFLICT``, else ``fail``.
         state_file: ``--state-file``; else ``KOLLA_ENTRY_STATE_FILE``, else the default.
+        overlay: ``--overlay``; else ``KOLLA_ENTRY_OVERLAY``; else the config's ``overlay``; else the default
+            overlay folder when the target is read-only and that folder exists; else patch in place (issue #16).
         config_dir: where the default config is looked for.
         configured_marker: the COPY_ONCE marker file.
         environ: the process environment (the service inherits it).
@@ -86,6 +89,7 @@ class RunRequest:
     fuzz: int = 0
     on_conflict: Optional[str] = None
     state_file: Optional[Path] = None
+    overlay: Optional[str] = None
     config_dir: Path = Path(DEFAULT_CONFIG_DIR)
     configured_marker: Path = Path(DEFAULT_CONFIGURED_MARKER)
     environ: Mapping[str, str] = field(default_factory=dict)
@@ -130,9 +134,9 @@ def run(request: RunRequest) -> int:
         out.update(path=plan.config.path, command=plan.argv[0], strategy=plan.strategy,
                    user=plan.user.name if plan.user else None)
     _wait_for_dependencies(plan)
-    _apply_patches(request, plan)
+    overlay = _apply_patches(request, plan)
     _put_configs(request, plan)
-    return _start_service(plan, request.environ)
+    return _start_service(plan, request.environ, overlay)
 
 
 def _prepare(request: RunRequest) -> _Plan:
@@ -225,30 +229,67 @@ def _wait_for_dependencies(plan: _Plan) -> None:
         wait_for(dependencies, plan.config.dependency_timeout)
 
 
-def _apply_patches(request: RunRequest, plan: _Plan) -> None:
-    """Step 3: the engine, as a library call; a failed series refuses the start."""
+def _apply_patches(request: RunRequest, plan: _Plan) -> Optional[Path]:
+    """
+    Step 3: the engine, as a library call; a failed series refuses the start.
+
+    Returns:
+        The overlay folder the service must be given, in overlay mode (issue #16).
+    """
     from kolla_entry.patching.discover import discover, patterns_from, resolve_target
 
     with _step("patches") as out:
         patterns = patterns_from(request.patterns, plan.path_environ, DEFAULT_PATCH_GLOB)
         sources = discover(patterns)
         out.update(patches=len(sources))
-        if not sources and not _journal_pending(request, plan):
+        overlay = _overlay(request, plan)
+        if overlay is not None:
+            out.update(overlay=str(overlay))
+        if not sources and not _journal_pending(request, plan) and not _overlay_current(overlay):
             # No patch at all: the engine is never imported (start-up cost).
             out["outcome"] = "none"
-            return
+            return overlay
         from kolla_entry.patching.engine import PatchRequest, apply_patches, check_patches
 
         patch_request = PatchRequest(
             target=resolve_target(request.target, plan.path_environ), patterns=patterns,
             strip=request.strip, fuzz=request.fuzz, on_conflict=plan.on_conflict, state_file=plan.state_file,
         )
-        if not os.access(patch_request.target, os.W_OK):
-            _refuse_unwritable(check_patches(patch_request), patch_request.target, plan.on_conflict)
-        report = apply_patches(patch_request)
+        if overlay is not None:
+            from kolla_entry.overlay.apply import OverlayRequest, apply_overlay
+
+            report = apply_overlay(OverlayRequest(patch_request, overlay, fs=request.fs))
+        else:
+            if not os.access(patch_request.target, os.W_OK):
+                _refuse_unwritable(check_patches(patch_request), patch_request.target, plan.on_conflict)
+            report = apply_patches(patch_request)
         out.update(target=str(patch_request.target), **report.counts())
         if report.error or (report.failed and plan.on_conflict == "fail"):
             raise _series_error(report)
+    return overlay
+
+
+def _overlay(request: RunRequest, plan: _Plan) -> Optional[Path]:
+    """
+    Overlay mode when asked for (``--overlay``, ``KOLLA_ENTRY_OVERLAY``, the config's ``overlay``, in that
+    order), or when the target is read-only and the default overlay folder is mounted.
+    """
+    from kolla_entry.overlay.select import choose_overlay
+    from kolla_entry.patching.discover import resolve_target
+
+    explicit = request.overlay or plan.path_environ.get(ENV_OVERLAY) or plan.config.overlay
+    if explicit:
+        return choose_overlay(explicit, {}, None)
+    try:
+        target = resolve_target(request.target, plan.path_environ)
+    except KollaEntryError:
+        return None  # no target: the engine reports it when there is a patch
+    return choose_overlay(None, plan.path_environ, target)
+
+
+def _overlay_current(overlay: Optional[Path]) -> bool:
+    """Whether an overlay generation is current: with no patch left it must be cleared, never kept live."""
+    return overlay is not None and os.path.lexists(os.path.join(overlay, "current"))
 
 
 def _journal_pending(request: RunRequest, plan: _Plan) -> bool:
@@ -315,7 +356,7 @@ def _mark_configured(marker: Path, fs: seam.FileSystem) -> None:
                           entry=ENV_STRATEGY) from err
 
 
-def _start_service(plan: _Plan, environ: Mapping[str, str]) -> int:
+def _start_service(plan: _Plan, environ: Mapping[str, str], overlay: Optional[Path]) -> int:
     """Steps 5 and 6: privileges, then exec (or the DEBUG_CONTAINER hold)."""
     from kolla_entry.start.execute import (
         choose_my_ip,
@@ -327,6 +368,12 @@ def _start_service(plan: _Plan, environ: Mapping[str, str]) -> int:
     )
 
     env = service_environment(environ, plan.user, choose_my_ip(environ))
+    # The service's import hook serves exactly the overlay this start chose, or none (under sudo the
+    # caller's KOLLA_ENTRY_OVERLAY was ignored here, so it must not reach the service either).
+    if overlay is not None:
+        env[ENV_OVERLAY] = str(overlay)
+    else:
+        env.pop(ENV_OVERLAY, None)
     user = plan.user
     uid, gid = (user.uid, user.gid) if user else (os.geteuid(), os.getegid())
     _record(plan.state_file, "command", {"argv": list(plan.argv), "user": user.name if user else None,

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# Hardened container test (issue #16): Keystone run as a restricted pod would run it, with hot-fixes served
+# from an overlay. `--read-only`, `--user 42425`, `--cap-drop ALL`, `--security-opt no-new-privileges`;
+# volumes owned by 42425 (as emptyDirs with the pod's fsGroup; podman 4.3's --tmpfs takes no uid) for the
+# config destinations, the state folder and the overlay (an emptyDir survives container restarts), podman's
+# own tmpfs on /tmp and /run. Checks: the bootstrap job and the service start, the hot-fix
+# is live over HTTP, Keystone runs as 42425, `podman diff` shows no change under site-packages (byte-identical
+# to the image's), the overlay holds the fix, a restart reuses the overlay (and how much faster its patch step
+# is), a conflicting patch refuses the start in one line. Prints PASS/FAIL lines and "N passed, N failed".
+#
+# Uses a keystone image built by images/build.sh (KEYSTONE_IMAGE, default localhost/kolla-entry-keystone:latest;
+# built with IMAGE_TAG=hardened when absent) and adds one thin layer with this checkout's kolla-entry and the
+# import hook, exactly the step images/keystone/Dockerfile has, so the test needs no full rebuild.
+# Needs root with podman and runc. KEEP=1 keeps the containers, the image and work/images/hardened-run.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+HERE="$ROOT/images/test"
+RUN="$ROOT/work/images/hardened-run"
+PY="$ROOT/.venv/bin/python"
+[ -x "$PY" ] || PY=python3
+SITE=/var/lib/kolla/venv/lib/python3/site-packages
+OVERLAY=/var/lib/kolla-entry/overlay
+export CONTAINERS_CONF="$HERE/containers.conf"
+NAME_PREFIX="kolla-entry-hardened-$$"
+IMAGE="localhost/kolla-entry-hardened-test:$$"
+CONTAINERS=()
+PASSED=0
+FAILED=0
+
+pm() { podman --runtime runc --cgroup-manager cgroupfs "$@"; }
+pm_run() { local s="$1"; shift; timeout --kill-after 10 "$s" podman --runtime runc --cgroup-manager cgroupfs run "$@"; }
+probe() { "$PY" "$HERE/probe.py" "$@"; }
+pass() { PASSED=$((PASSED + 1)); printf 'PASS: %s\n' "$1"; }
+fail() {
+    FAILED=$((FAILED + 1)); printf 'FAIL: %s\n' "$1"
+    [ -n "${2:-}" ] && printf '%s\n' "$2" | tail -15 | sed 's/^/      /'
+    return 0
+}
+expect() { if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "expected: $3"$'\n'"got:      $2"; fi; }
+finish() {
+    if [ "${KEEP:-0}" != 1 ]; then
+        [ "${#CONTAINERS[@]}" -gt 0 ] && pm rm --force --ignore --time 0 "${CONTAINERS[@]}" >/dev/null 2>&1
+        pm rmi --ignore "$IMAGE" >/dev/null 2>&1
+    fi
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+    exit $?
+}
+trap finish INT TERM
+
+configmap_dir() {  # MOUNT MODE FILE...: the kubelet's ConfigMap/Secret layout (as container-test.sh)
+    local mount="$1" mode="$2" stamp="..2026_12_02_03_00_00.000000001"
+    shift 2
+    mkdir -p "$mount/$stamp"
+    for file in "$@"; do install -m "$mode" "$file" "$mount/$stamp/$(basename "$file")"; done
+    ln -s "$stamp" "$mount/..data"
+    for file in "$@"; do ln -s "..data/$(basename "$file")" "$mount/$(basename "$file")"; done
+}
+
+base_image() {
+    BASE="${KEYSTONE_IMAGE:-localhost/kolla-entry-keystone:latest}"
+    if ! pm image exists "$BASE"; then
+        IMAGE_TAG=hardened "$ROOT/images/build.sh" keystone || { fail "build the keystone image"; finish; }
+        BASE=localhost/kolla-entry-keystone:hardened
+    fi
+    # The id, not the tag: another build may move the tag while this test runs.
+    BASE_ID="$(pm image inspect --format '{{.Id}}' "$BASE")"
+}
+
+thin_image() {
+    local ctx="$RUN/image"
+    mkdir -p "$ctx"
+    "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$ctx" "$ROOT" >/dev/null 2>&1 \
+        || "$PY" -m pip wheel -q --no-deps -w "$ctx" "$ROOT" >/dev/null || { fail "build the kolla-entry wheel"; finish; }
+    cat >"$ctx/Dockerfile" <<EOF
+FROM $BASE_ID
+COPY *.whl /tmp/
+RUN /opt/kolla-entry/bin/pip install -q --no-deps --force-reinstall --no-index /tmp/*.whl && rm /tmp/*.whl \\
+    && kolla-entry install-overlay-hook --target $SITE \\
+    && /var/lib/kolla/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash $SITE/kolla_entry_overlay.py
+EOF
+    if pm build -q -t "$IMAGE" "$ctx" >/dev/null 2>"$RUN/build.err"; then
+        pass "image: this kolla-entry and the overlay import hook on $BASE"
+    else
+        fail "image: this kolla-entry and the overlay import hook" "$(cat "$RUN/build.err")"; finish
+    fi
+}
+
+prepare() {
+    rm -rf "$RUN"
+    mkdir -p "$RUN/src/config" "$RUN/src/secrets"
+    "$PY" - "$ROOT/examples/keystone" "$RUN/src/config" <<'PYEOF' || { fail "render the keystone example"; finish; }
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from podlayout import CONFIG_SOURCES, EXAMPLE_DIR, fill_markers
+for name in CONFIG_SOURCES:
+    (Path(sys.argv[2]) / name).write_text(fill_markers((EXAMPLE_DIR / name).read_text(), Path("/"), "keystone"))
+PYEOF
+    configmap_dir "$RUN/config" 0644 "$RUN"/src/config/*
+    PASSWORD="hard-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    printf '%s\n' "$PASSWORD" >"$RUN/src/secrets/admin-password"
+    printf 'sqlite:////var/lib/keystone/keystone.db\n' >"$RUN/src/secrets/database-connection"
+    # A restricted pod's Secret: readable by the pod's uid (fsGroup), never by root alone.
+    configmap_dir "$RUN/secrets" 0400 "$RUN"/src/secrets/*
+    chown -R 42425:42425 "$RUN/secrets"
+    configmap_dir "$RUN/patches-ok" 0644 "$ROOT"/patches/keystone/*.patch
+    cat >"$RUN/src/0004-conflicting-vary-header.patch" <<'EOF'
+diff --git a/keystone/server/flask/application.py b/keystone/server/flask/application.py
+--- a/keystone/server/flask/application.py
++++ b/keystone/server/flask/application.py
+@@ -107,5 +107,5 @@ def _add_vary_x_auth_token_header(response):
+     # Add the expected Vary Header, this is run after every request in the
+     # response-phase
+-    response.headers['Vary'] = 'X-Auth-Token, X-Not-In-This-Keystone'
++    response.headers['Vary'] = 'X-Auth-Token'
+     return response
+ 
+EOF
+    configmap_dir "$RUN/patches-conflict" 0644 "$ROOT"/patches/keystone/*.patch "$RUN/src/0004-conflicting-vary-header.patch"
+    install -d -o 42425 -g 42425 -m 0700 "$RUN/data" "$RUN/fernet-keys" "$RUN/credential-keys" "$RUN/overlay" \
+        "$RUN/etc-keystone" "$RUN/kolla-keystone" "$RUN/run-kolla-entry"
+    PORT="$(probe free-port)"
+    URL="http://127.0.0.1:$PORT/v3"
+    HARDENED=(
+        --ulimit host --network host
+        --read-only --user 42425:42425 --cap-drop ALL --security-opt no-new-privileges
+        -v "$RUN/etc-keystone:/etc/keystone" -v "$RUN/kolla-keystone:/var/lib/kolla/keystone"
+        -v "$RUN/run-kolla-entry:/run/kolla-entry"
+        -v "$RUN/overlay:$OVERLAY" -e "KOLLA_ENTRY_OVERLAY=$OVERLAY"
+        -e "KEYSTONE_BIND_HOST=127.0.0.1" -e "KEYSTONE_BIND_PORT=$PORT" -e "KEYSTONE_PUBLIC_HOST=127.0.0.1"
+        -v "$RUN/config:/var/lib/kolla/config_files:ro"
+        -v "$RUN/secrets:/var/lib/kolla/secrets/keystone:ro"
+        -v "$RUN/data:/var/lib/keystone"
+        -v "$RUN/fernet-keys:/etc/keystone/fernet-keys"
+        -v "$RUN/credential-keys:/etc/keystone/credential-keys"
+    )
+}
+
+bootstrap() {
+    # shellcheck disable=SC2016  # expanded in the container, after kolla-entry rendered the file
+    local script='set -e
+        . /etc/keystone/admin-openrc.sh
+        keystone-manage db_sync
+        keystone-manage fernet_setup --keystone-user keystone --keystone-group keystone
+        keystone-manage credential_setup --keystone-user keystone --keystone-group keystone
+        OS_BOOTSTRAP_PASSWORD="$OS_PASSWORD" keystone-manage bootstrap \
+            --bootstrap-public-url "$OS_AUTH_URL" --bootstrap-region-id RegionOne'
+    local name="$NAME_PREFIX-bootstrap"
+    CONTAINERS+=("$name")
+    if pm_run 300 --name "$name" "${HARDENED[@]}" -v "$RUN/patches-ok:/keystone-patches:ro" "$IMAGE" \
+        run -- sh -c "$script" >"$RUN/bootstrap.log" 2>&1; then
+        pass "bootstrap job through kolla-entry run in the hardened container"
+    else
+        fail "bootstrap job" "$(cat "$RUN/bootstrap.log")"; finish
+    fi
+    # The job filled the overlay volume; the service container starts on an empty one, as a new pod would.
+    find "$RUN/overlay" -mindepth 1 -delete
+}
+
+wait_serving() {
+    local started state
+    started="$(date +%s)"
+    while [ $(($(date +%s) - started)) -lt 120 ]; do
+        if probe wait-http "$URL" 1; then pass "$1: Keystone answers over HTTP ($(($(date +%s) - started)) s)"; return 0; fi
+        state="$(pm inspect --format '{{.State.Status}}' "$SERVICE" 2>&1)"
+        [ "$state" != running ] && { fail "$1: container $state" "$(pm logs "$SERVICE" 2>&1)"; return 1; }
+    done
+    fail "$1: no answer within 120 s" "$(pm logs "$SERVICE" 2>&1)"
+    return 1
+}
+
+patch_step() {  # LOGS: the patches run_step event's outcome fields and duration
+    "$PY" -c '
+import json, sys
+for line in sys.stdin:
+    if line.startswith("{"):
+        e = json.loads(line)
+        if e.get("event") == "run_step" and e.get("step") == "patches":
+            print(e.get("applied", 0), e.get("already-applied", 0), e["duration_ms"])' <<<"$1" | tail -1
+}
+
+service() {
+    SERVICE="$NAME_PREFIX-keystone"
+    CONTAINERS+=("$SERVICE")
+    pm run -d --name "$SERVICE" --stop-timeout 30 "${HARDENED[@]}" -v "$RUN/patches-ok:/keystone-patches:ro" \
+        "$IMAGE" >/dev/null || { fail "start the hardened Keystone container"; finish; }
+    wait_serving "first start" || finish
+    expect "first start: hot-fix 0001 live over HTTP (served from the overlay)" \
+        "$(probe header "$URL" X-Kolla-Hotfix)" "0001-x-kolla-hotfix-header"
+    local token
+    token="$(probe token "$URL" admin "$RUN/src/secrets/admin-password")"
+    if [[ "$token" =~ ^201\ [1-9][0-9]*$ ]]; then pass "a token is issued"; else fail "a token is issued" "$token"; fi
+    expect "Keystone runs as uid 42425 with no capability" \
+        "$(pm exec "$SERVICE" sh -c 'id -u; grep CapEff /proc/1/status | tr -d "\t"' 2>&1)" "$(printf '42425\nCapEff:0000000000000000')"
+    local diff
+    diff="$(pm diff "$SERVICE" 2>&1)"
+    # Only mount points podman made for the volumes may appear; nothing under site-packages.
+    expect "podman diff: no change under site-packages" "$(grep -F "/site-packages" <<<"$diff")" ""
+    printf '      podman diff: %s\n' "$(tr '\n' ' ' <<<"$diff")"
+    expect "site-packages' application.py is byte-identical to the image's" \
+        "$(pm exec "$SERVICE" sha256sum "$SITE/keystone/server/flask/application.py" 2>&1 | cut -d' ' -f1)" \
+        "$(pm_run 60 --rm --entrypoint sha256sum "$IMAGE" "$SITE/keystone/server/flask/application.py" | cut -d' ' -f1)"
+    if grep -q "X-Kolla-Hotfix" "$RUN"/overlay/gen-*/site-packages/keystone/server/flask/application.py 2>/dev/null; then
+        pass "the overlay volume holds the patched application.py"
+    else
+        fail "the overlay volume holds the patched application.py" "$(ls -R "$RUN/overlay" | head -20)"
+    fi
+    local logs first again generation
+    logs="$(pm logs "$SERVICE" 2>&1)"
+    if grep -q "$PASSWORD" <<<"$logs"; then fail "no secret in the logs"; else pass "no secret in the logs"; fi
+    first="$(patch_step "$logs")"
+    generation="$(readlink "$RUN/overlay/current")"
+    local before
+    before="$(wc -l <<<"$logs")"
+    pm restart -t 30 "$SERVICE" >/dev/null 2>&1
+    wait_serving "restart" || finish
+    logs="$(pm logs "$SERVICE" 2>&1 | tail -n +"$((before + 1))")"
+    again="$(patch_step "$logs")"
+    if grep -q '"overlay_reused"' <<<"$logs" && [ "$(readlink "$RUN/overlay/current")" == "$generation" ]; then
+        pass "restart: the overlay is reused (patch step: first start ${first##* } ms, restart ${again##* } ms)"
+    else
+        fail "restart: the overlay is reused" "$logs"
+    fi
+    expect "restart: hot-fix still live" "$(probe header "$URL" X-Kolla-Hotfix)" "0001-x-kolla-hotfix-header"
+    expect "restart: podman diff still shows no change under site-packages" \
+        "$(pm diff "$SERVICE" 2>&1 | grep -F /site-packages)" ""
+    echo "      patch step (applied already-applied ms): first start: $first; restart: $again"
+}
+
+conflict() {
+    local name="$NAME_PREFIX-conflict" err rc
+    CONTAINERS+=("$name")
+    find "$RUN/overlay" -mindepth 1 -delete
+    pm_run 120 --name "$name" "${HARDENED[@]}" -v "$RUN/patches-conflict:/keystone-patches:ro" "$IMAGE" \
+        >/dev/null 2>"$RUN/conflict.err"
+    rc=$?
+    err="$(grep '^kolla-entry: ' "$RUN/conflict.err" | tail -1)"
+    expect "a conflicting patch refuses the start (exit 1)" "$rc" 1
+    if grep -q '0004-conflicting-vary-header.patch' <<<"$err" && grep -q 'hunk' <<<"$err"; then
+        pass "one line names patch, file and hunk"; printf '      %s\n' "${err:0:240}"
+    else
+        fail "one line names patch, file and hunk" "$(cat "$RUN/conflict.err")"
+    fi
+    expect "nothing was served: the overlay volume is empty" "$(ls -A "$RUN/overlay")" ""
+}
+
+base_image
+prepare
+thin_image
+bootstrap
+service
+conflict
+finish
