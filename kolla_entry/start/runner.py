@@ -3,7 +3,8 @@
 
 1. read and validate the service config (nothing is done when it is invalid);
 2. wait for dependencies; 3. apply the hot-fix patches (the engine, as a library call);
-4. put the config files in place; 5. drop privileges; 6. ``exec`` the service (same PID).
+4. put the config files in place, then run the check commands (``{"command": ...}`` dependencies,
+which read those files) as the service user until they pass; 5. drop privileges; 6. ``exec`` the service (same PID).
 
 Each step logs one ``run_step`` event with its outcome and duration; the last event before the
 exec names the command and the user. The environment is read only from ``RunRequest.environ``;
@@ -108,7 +109,7 @@ class _Plan:
 
 def run(request: RunRequest) -> int:
     """
-    Run the entrypoint: config, dependencies, patches, config files, privileges, exec.
+    Run the entrypoint: config, dependencies, patches, config files, check commands, privileges, exec.
 
     Args:
         request: the options and environment.
@@ -119,7 +120,7 @@ def run(request: RunRequest) -> int:
 
     Raises:
         ConfigError: invalid config, missing source, unresolved placeholder (TemplateError).
-        DependencyTimeout: a dependency was not reachable in time.
+        DependencyTimeout: a dependency was not reachable, or a check did not pass, in time.
         PatchConflict: a patch conflicts, is invalid or refused (with ``fail``); nothing is exec'd.
         PrivilegeError: the user cannot be switched to, or the patch target is not writable.
         ExecFailed: the command cannot be exec'd.
@@ -129,9 +130,11 @@ def run(request: RunRequest) -> int:
         plan = _prepare(request)
         out.update(path=plan.config.path, command=plan.argv[0], strategy=plan.strategy,
                    user=plan.user.name if plan.user else None)
+    waits_started = time.monotonic()
     _wait_for_dependencies(plan)
     _apply_patches(request, plan)
     _put_configs(request, plan)
+    _wait_for_checks(plan, request.environ, plan.config.dependency_timeout - (time.monotonic() - waits_started))
     return _start_service(plan, request.environ)
 
 
@@ -223,6 +226,23 @@ def _wait_for_dependencies(plan: _Plan) -> None:
         from kolla_entry.start.depend import wait_for
 
         wait_for(dependencies, plan.config.dependency_timeout)
+
+
+def _wait_for_checks(plan: _Plan, environ: Mapping[str, str], remaining: float) -> None:
+    """
+    Step 4b: check commands, after the config files they read, as the service user, in the
+    service's environment; the rest of ``dependency_timeout`` is theirs.
+    """
+    checks = plan.config.checks
+    if not checks:
+        return  # no event: most services have no check, and step 2 already logged the TCP waits
+    from kolla_entry.start.depend import wait_for_checks
+    from kolla_entry.start.execute import child_credentials, choose_my_ip, service_environment
+
+    with _step("checks") as out:
+        out.update(count=len(checks))
+        env = service_environment(environ, plan.user, choose_my_ip(environ))
+        wait_for_checks(checks, remaining, env=env, credentials=child_credentials(plan.user))
 
 
 def _apply_patches(request: RunRequest, plan: _Plan) -> None:
