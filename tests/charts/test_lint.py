@@ -62,3 +62,19 @@ def test_global_defaults_equal_the_umbrella_globals(name: str) -> None:
     assert own, f"{name} has no global defaults"
     assert {key: own[key] for key in own} == {key: umbrella.get(key) for key in own}
 
+
+
+CI_VALUE_SETS = sorted(CHARTS.glob("*/ci/*-values.yaml"))
+
+
+def test_there_are_ci_value_sets() -> None:
+    assert CI_VALUE_SETS
+
+
+@pytest.mark.parametrize("values_file", CI_VALUE_SETS, ids=lambda p: f"{p.parents[1].name}/{p.name}")
+def test_ci_value_set_lints_and_renders(built_charts: Path, values_file: Path) -> None:
+    """chart-testing's extra value sets (`ci/*-values.yaml`), each linted as `ct lint` does, then rendered."""
+    chart = built_charts / values_file.parents[1].name
+    values = yaml.safe_load(values_file.read_text())
+    _lint(chart, values, with_subcharts=False)
+    assert render(chart, values)
