@@ -27,9 +27,8 @@ CATALOG = {"barbican": "key-manager", "cinder": "block-storage", "designate": "d
 # The charts whose database-using components wait for the schema, and the check they run.
 SCHEMA_CHECKS = {
     "keystone": "keystone-manage db_sync --check",
-    "glance": "glance-manage db check",
-    "neutron": "neutron-db-manage --config-file /etc/neutron/neutron.conf --config-file /etc/neutron/ml2_conf.ini "
-               "has_offline_migrations",
+    "glance": "python3 /var/lib/kolla/config_files/schema-check.py",
+    "neutron": "python3 /var/lib/kolla/config_files/schema-check.py",
     "nova": "python3 /var/lib/kolla/config_files/schema-check.py",
 }
 
@@ -216,4 +215,9 @@ class TestNovaCells:
         script = _config(region, "nova")["schema-check.py"]
         compile(script, "schema-check.py", "exec")
         assert '"/etc/nova/nova.conf"' in script
+
+
+@pytest.mark.parametrize("service", ["glance", "neutron", "nova"])
+def test_schema_check_scripts_compile(region: List[Dict[str, Any]], service: str) -> None:
+    compile(_config(region, service)["schema-check.py"], f"{service}/schema-check.py", "exec")
 
