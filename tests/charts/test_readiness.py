@@ -9,12 +9,17 @@ from __future__ import annotations
 import base64
 import configparser
 import json
+import os
+import pwd
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
+from kolla_entry.start.install import apply_configs, resolve_owners
+from kolla_entry.start.reader import parse_config
 from tests.charts.conftest import SERVICES, chart_of, pod_templates, render
 
 pytestmark = pytest.mark.charts
@@ -221,3 +226,48 @@ class TestNovaCells:
 def test_schema_check_scripts_compile(region: List[Dict[str, Any]], service: str) -> None:
     compile(_config(region, service)["schema-check.py"], f"{service}/schema-check.py", "exec")
 
+
+
+def _kubelet_secret_volume(mount: Path, items: Dict[str, bytes]) -> None:
+    """A Secret volume with `items` paths such as fernet-keys/0, in the kubelet's ..data layout."""
+    stamp = mount / "..2026_12_02_03_00_00.000000001"
+    for path, data in items.items():
+        (stamp / path).parent.mkdir(parents=True, exist_ok=True)
+        (stamp / path).write_bytes(data)
+    os.symlink(stamp.name, mount / "..data")
+    for top in {path.split("/")[0] for path in items}:
+        os.symlink(f"..data/{top}", mount / top)
+
+
+def _install_key_folders(region: List[Dict[str, Any]], root: Path, volume: Dict[str, bytes]) -> None:
+    """kolla-entry's own config reader and installer on the keystone API's key-folder entries, under root."""
+    mount = root / f"mount-{len(list(root.glob('mount-*')))}"
+    _kubelet_secret_volume(mount, volume)
+    entries = [dict(e, source=e["source"].replace("/var/lib/kolla/secret-folders/keystone", str(mount)),
+                    dest=str(root) + e["dest"], owner=pwd.getpwuid(os.getuid()).pw_name)
+               for e in _config_json(region, _find(region, "Deployment", "keystone-api"))["config_files"]
+               if "secret-folders" in e["source"]]
+    config = parse_config({"config_files": entries}, "api.json")
+    apply_configs(config, resolve_owners(config), environ={})
+
+
+def test_kolla_entry_installs_the_key_folders_with_keystones_modes(region: List[Dict[str, Any]],
+                                                                  tmp_path: Path) -> None:
+    """The rendered entries, run through kolla-entry: 0700 folders, 0600 keys, exactly the Secret's keys."""
+    api = _find(region, "Deployment", "keystone-api")
+    items = next(v for v in api["spec"]["template"]["spec"]["volumes"] if v["name"] == "secret-folders")
+    secret = _secret(region, "keystone-secrets")
+    volume = {i["path"]: secret[i["key"]].encode() for i in items["secret"]["items"]}
+    _install_key_folders(region, tmp_path, volume)
+    fernet = tmp_path / "var/lib/keystone/fernet-keys"
+    assert stat.S_IMODE(fernet.stat().st_mode) == 0o700
+    assert {p.name: (stat.S_IMODE(p.stat().st_mode), p.read_bytes()) for p in fernet.iterdir()} == {
+        path.split("/")[1]: (0o600, data) for path, data in volume.items() if path.startswith("fernet-keys/")}
+    assert sorted(p.name for p in (tmp_path / "var/lib/keystone/credential-keys").iterdir()) == ["0", "1"]
+
+    # Rotation: key 0 promoted to 3, a new 0, 1 dropped; the next start's folder is exactly the new set.
+    rotated = {"fernet-keys/0": b"new-staged", "fernet-keys/2": volume["fernet-keys/2"],
+               "fernet-keys/3": volume["fernet-keys/0"], "credential-keys/0": volume["credential-keys/0"]}
+    _install_key_folders(region, tmp_path, rotated)
+    assert {p.name: p.read_bytes() for p in fernet.iterdir()} == {
+        "0": b"new-staged", "2": volume["fernet-keys/2"], "3": volume["fernet-keys/0"]}
