@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -24,15 +25,25 @@ REGION = "e2e-region"
 
 
 @pytest.fixture(scope="module")
-def register_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """register.py from the nova chart's config ConfigMap, rendered by the real Helm engine."""
+def built_charts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = load_build_module()
     charts = Path(build.stage(CHARTS, tmp_path_factory.mktemp("charts") / "charts"))
     build.build(charts, PATCHES, None)
-    config = next(o for o in render(charts / "nova") if o["kind"] == "ConfigMap" and o["metadata"]["name"] ==
-                  "nova-config")
+    return charts
+
+
+def _config_data(charts: Path, service: str, values: Optional[Dict[str, Any]] = None) -> Dict[str, str]:
+    """The <service>-config ConfigMap's data, rendered by the real Helm engine."""
+    config = next(o for o in render(charts / service, values) if o["kind"] == "ConfigMap" and
+                  o["metadata"]["name"] == f"{service}-config")
+    return dict(config["data"])
+
+
+@pytest.fixture(scope="module")
+def register_script(built_charts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """register.py from the nova chart's config ConfigMap."""
     path = tmp_path_factory.mktemp("register") / "register.py"
-    path.write_text(config["data"]["register.py"])
+    path.write_text(_config_data(built_charts, "nova")["register.py"])
     return path
 
 
@@ -164,3 +175,27 @@ class TestKeystoneSchemaCheck:
         fresh = subprocess.run([python, manage, "--config-file", str(empty), "db_sync", "--check"],
                                capture_output=True, text=True, timeout=120, check=False)
         assert fresh.returncode == 2, fresh.stdout + fresh.stderr
+
+
+class TestKeystoneBootstrap:
+    def test_the_rendered_bootstrap_converges_when_run_again(self, keystone_pod: Pod, built_charts: Path,
+                                                             registration: Registration) -> None:
+        """The keystone chart's bootstrap Job command, twice: the region and one identity endpoint per interface."""
+        region = "e2e-bootstrap-region"
+        config = json.loads(_config_data(built_charts, "keystone", {"global": {"region": region}})["bootstrap.json"])
+        argv = shlex.split(config["command"])
+        assert argv[:2] == ["keystone-manage", "bootstrap"]
+        venv = keystone_pod.venv
+        command = [str(venv / "bin/python"), str(venv / "bin/keystone-manage"), "--config-file",
+                   str(keystone_pod.root / "etc/keystone/keystone.conf"), *argv[1:]]
+        env = {"PATH": os.environ["PATH"], "OS_BOOTSTRAP_PASSWORD": keystone_pod.password}
+        for _ in range(2):
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+        assert registration.api("GET", f"/regions/{region}")["region"]["id"] == region
+        identity = registration.api("GET", "/services?type=identity")["services"]
+        endpoints = [e for s in identity for e in registration.api("GET", f"/endpoints?service_id={s['id']}")[
+            "endpoints"] if e["region_id"] == region]
+        assert sorted((e["interface"], e["url"]) for e in endpoints) == [
+            (interface, "http://keystone-api:5000/v3") for interface in ("admin", "internal", "public")]
+        assert keystone_pod.password not in done.stdout + done.stderr
