@@ -111,3 +111,39 @@ Secret disappears from the folder). Args: the chart's root context.
       {{- toYaml . | nindent 6 }}
     {{- end }}
 {{- end -}}
+
+{{/*
+A schema check for a project whose db-sync is plain alembic (cinder, manila, ironic, designate, barbican):
+exits 0 when the database holds every head of the project's migrations. For a chart's `scripts`, e.g.
+  schema-check.py: '{{ include "common.alembicSchemaCheck" (dict "config" "/etc/cinder/cinder.conf" "module" "cinder.db") }}'
+Args: dict config (the rendered oslo config file), module (the package holding alembic.ini), ini (default
+alembic.ini), section and option of the database URL (default database / connection).
+*/}}
+{{- define "common.alembicSchemaCheck" -}}
+import configparser
+import importlib
+import os
+import sys
+
+import sqlalchemy
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+MODULE = {{ .module | quote }}
+parser = configparser.RawConfigParser(strict=False)
+if not parser.read({{ .config | quote }}):
+    sys.exit("cannot read {{ .config }}")
+url = parser.get({{ .section | default "database" | quote }}, {{ .option | default "connection" | quote }})
+ini = os.path.join(os.path.dirname(importlib.import_module(MODULE).__file__), {{ .ini | default "alembic.ini" | quote }})
+heads = set(ScriptDirectory.from_config(Config(ini)).get_heads())
+engine = sqlalchemy.create_engine(url)
+try:
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+finally:
+    engine.dispose()
+if heads - current:
+    sys.exit(f"{MODULE} schema not ready (the db-sync Job makes it): lacks {sorted(heads - current)}")
+print(f"{MODULE} schema at head")
+{{- end -}}
