@@ -14,7 +14,7 @@ import shlex
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Dict, Mapping, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, NoReturn, Optional, Sequence, Tuple
 
 from kolla_entry.errors import ConfigError, ExecFailed, PrivilegeError
 from kolla_entry.log import get_logger
@@ -102,6 +102,18 @@ def drop_privileges(user: ServiceUser) -> None:
     except OSError as err:
         raise PrivilegeError(f"cannot switch to user {user.name} (uid {user.uid}): {err.strerror}",
                              entry="user") from err
+
+
+def child_credentials(user: Optional[ServiceUser]) -> Dict[str, Any]:
+    """
+    ``subprocess`` keywords that run a child (a dependency check) as ``user``, as the service will run.
+
+    Empty when there is no user or we are not root: the child then runs as we do, which
+    :func:`check_can_become` has already found to be the service uid.
+    """
+    if user is None or os.geteuid() != 0:
+        return {}
+    return {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
 
 
 def service_environment(

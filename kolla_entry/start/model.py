@@ -7,6 +7,7 @@ from there; this module holds no parsing.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -96,6 +97,22 @@ class Dependency:
 
 
 @dataclass(frozen=True)
+class CheckDependency:
+    """
+    A check command that must exit 0 before the service starts (``{"command": "..."}``).
+
+    It is run after the config files are in place, as the service user, because checks such as
+    ``keystone-manage db_sync --check`` read the service's own config.
+    """
+
+    argv: Tuple[str, ...]
+    entry: str
+
+    def __str__(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """The whole service config, validated."""
 
@@ -106,6 +123,7 @@ class ServiceConfig:
     files: Tuple[PathEntry, ...] = ()
     permissions: Tuple[PermissionEntry, ...] = ()
     dependencies: Tuple[Dependency, ...] = ()
+    checks: Tuple[CheckDependency, ...] = ()
     dependency_timeout: float = DEFAULT_DEPENDENCY_TIMEOUT
     user: Optional[str] = None
     #: Ours (issue #16): the overlay folder that serves the hot-fixes instead of writing site-packages.

@@ -6,7 +6,8 @@ Raw JSON/YAML stops here (STYLE.md 6): :func:`parse_config` checks every key and
 naming the entry and field (``config_files[2].perm``), raised before anything is done.
 
 Kolla's format (kolla:docker/base/set_configs.py) plus our extensions: ``template`` on a
-``config_files`` entry, ``dependencies``, ``dependency_timeout``, ``user`` and ``overlay``.
+``config_files`` entry, ``dependencies`` (``tcp`` and ``command``), ``dependency_timeout``, ``user`` and
+``overlay``.
 
 The value classes live in :mod:`kolla_entry.start.model` and the per-field readers in
 :mod:`kolla_entry.start.fields`; import both from here.
@@ -17,12 +18,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from kolla_entry.errors import ConfigError
 from kolla_entry.start.fields import Fields, parse_owner, parse_perm
 from kolla_entry.start.model import (
     DEFAULT_DEPENDENCY_TIMEOUT,
+    CheckDependency,
     ConfigFileEntry,
     Dependency,
     Owner,
@@ -33,6 +35,7 @@ from kolla_entry.start.model import (
 
 __all__ = [
     "DEFAULT_DEPENDENCY_TIMEOUT",
+    "CheckDependency",
     "ConfigFileEntry",
     "Dependency",
     "Owner",
@@ -42,6 +45,7 @@ __all__ = [
     "default_config_path",
     "dependencies_from_env",
     "load_config",
+    "parse_check",
     "parse_config",
     "parse_dependency",
     "parse_owner",
@@ -152,6 +156,7 @@ def parse_config(data: Any, path: str) -> ServiceConfig:
         ConfigError: naming the entry and field that is wrong.
     """
     top = Fields(data, "config", path)
+    dependencies = [_dependency_entry(f, i) for i, f in top.entries("dependencies")]
     config = ServiceConfig(
         path=path,
         command=top.string("command", required=False),
@@ -159,7 +164,8 @@ def parse_config(data: Any, path: str) -> ServiceConfig:
         directories=tuple(_path_entry(f, "directories", i) for i, f in top.entries("directories")),
         files=tuple(_path_entry(f, "files", i) for i, f in top.entries("files")),
         permissions=tuple(_permission(f, i) for i, f in top.entries("permissions")),
-        dependencies=tuple(_dependency_entry(f, i) for i, f in top.entries("dependencies")),
+        dependencies=tuple(d for d in dependencies if isinstance(d, Dependency)),
+        checks=tuple(d for d in dependencies if isinstance(d, CheckDependency)),
         dependency_timeout=top.positive_number("dependency_timeout", DEFAULT_DEPENDENCY_TIMEOUT),
         user=top.string("user", required=False),
         overlay=top.string("overlay", required=False, absolute=True),
@@ -210,11 +216,31 @@ def _permission(fields: Fields, index: int) -> PermissionEntry:
     return entry
 
 
-def _dependency_entry(fields: Fields, index: int) -> Dependency:
-    entry = f"dependencies[{index}].tcp"
-    dependency = parse_dependency(fields.string("tcp"), entry, config_path=fields.path)
+def _dependency_entry(fields: Fields, index: int) -> Union[Dependency, CheckDependency]:
+    tcp = fields.string("tcp", required=False)
+    command = fields.string("command", required=False)
     fields.reject_unknown()
-    return dependency
+    if (tcp is None) == (command is None):
+        raise ConfigError("expected exactly one of \"tcp\" (host:port) or \"command\" (a check that exits 0 "
+                          "when ready)", entry=f"dependencies[{index}]", file=fields.path)
+    if tcp is not None:
+        return parse_dependency(tcp, f"dependencies[{index}].tcp", config_path=fields.path)
+    return parse_check(command, f"dependencies[{index}].command", config_path=fields.path)
+
+
+def parse_check(text: str, entry: str, *, config_path: Optional[str] = None) -> CheckDependency:
+    """
+    Parse a check command, split like ``command`` (POSIX shell words, no shell features).
+
+    Raises:
+        ConfigError: unbalanced quotes or an empty command.
+    """
+    from kolla_entry.start.execute import split_command
+
+    try:
+        return CheckDependency(argv=split_command(text), entry=entry)
+    except ConfigError as err:
+        raise ConfigError(err.message, entry=entry, file=config_path) from err
 
 
 def parse_dependency(text: str, entry: str, *, config_path: Optional[str] = None) -> Dependency:

@@ -3,7 +3,8 @@
 
 1. read and validate the service config (nothing is done when it is invalid);
 2. wait for dependencies; 3. apply the hot-fix patches (the engine, as a library call);
-4. put the config files in place; 5. drop privileges; 6. ``exec`` the service (same PID).
+4. put the config files in place, then run the check commands (``{"command": ...}`` dependencies,
+which read those files) as the service user until they pass; 5. drop privileges; 6. ``exec`` the service (same PID).
 
 Each step logs one ``run_step`` event with its outcome and duration; the last event before the
 exec names the command and the user. The environment is read only from ``RunRequest.environ``;
@@ -112,7 +113,7 @@ class _Plan:
 
 def run(request: RunRequest) -> int:
     """
-    Run the entrypoint: config, dependencies, patches, config files, privileges, exec.
+    Run the entrypoint: config, dependencies, patches, config files, check commands, privileges, exec.
 
     Args:
         request: the options and environment.
@@ -123,7 +124,7 @@ def run(request: RunRequest) -> int:
 
     Raises:
         ConfigError: invalid config, missing source, unresolved placeholder (TemplateError).
-        DependencyTimeout: a dependency was not reachable in time.
+        DependencyTimeout: a dependency was not reachable, or a check did not pass, in time.
         PatchConflict: a patch conflicts, is invalid or refused (with ``fail``); nothing is exec'd.
         PrivilegeError: the user cannot be switched to, or the patch target is not writable.
         ExecFailed: the command cannot be exec'd.
@@ -133,9 +134,12 @@ def run(request: RunRequest) -> int:
         plan = _prepare(request)
         out.update(path=plan.config.path, command=plan.argv[0], strategy=plan.strategy,
                    user=plan.user.name if plan.user else None)
+    waits_started = time.monotonic()
     _wait_for_dependencies(plan)
     overlay = _apply_patches(request, plan)
     _put_configs(request, plan)
+    _wait_for_checks(plan, request.environ, overlay,
+                     plan.config.dependency_timeout - (time.monotonic() - waits_started))
     return _start_service(plan, request.environ, overlay)
 
 
@@ -227,6 +231,24 @@ def _wait_for_dependencies(plan: _Plan) -> None:
         from kolla_entry.start.depend import wait_for
 
         wait_for(dependencies, plan.config.dependency_timeout)
+
+
+def _wait_for_checks(plan: _Plan, environ: Mapping[str, str], overlay: Optional[Path],
+                     remaining: float) -> None:
+    """
+    Step 4b: check commands, after the config files they read, as the service user, in the
+    service's environment; the rest of ``dependency_timeout`` is theirs.
+    """
+    checks = plan.config.checks
+    if not checks:
+        return  # no event: most services have no check, and step 2 already logged the TCP waits
+    from kolla_entry.start.depend import wait_for_checks
+    from kolla_entry.start.execute import child_credentials
+
+    with _step("checks") as out:
+        out.update(count=len(checks))
+        env = _service_environment(plan, environ, overlay)
+        wait_for_checks(checks, remaining, env=env, credentials=child_credentials(plan.user))
 
 
 def _apply_patches(request: RunRequest, plan: _Plan) -> Optional[Path]:
@@ -356,16 +378,9 @@ def _mark_configured(marker: Path, fs: seam.FileSystem) -> None:
                           entry=ENV_STRATEGY) from err
 
 
-def _start_service(plan: _Plan, environ: Mapping[str, str], overlay: Optional[Path]) -> int:
-    """Steps 5 and 6: privileges, then exec (or the DEBUG_CONTAINER hold)."""
-    from kolla_entry.start.execute import (
-        choose_my_ip,
-        debug_hold,
-        drop_privileges,
-        exec_service,
-        is_debug_hold,
-        service_environment,
-    )
+def _service_environment(plan: _Plan, environ: Mapping[str, str], overlay: Optional[Path]) -> Dict[str, str]:
+    """The environment of the service and of its check commands (which import the service's code too)."""
+    from kolla_entry.start.execute import choose_my_ip, service_environment
 
     env = service_environment(environ, plan.user, choose_my_ip(environ))
     # The service's import hook serves exactly the overlay this start chose, or none (under sudo the
@@ -374,6 +389,14 @@ def _start_service(plan: _Plan, environ: Mapping[str, str], overlay: Optional[Pa
         env[ENV_OVERLAY] = str(overlay)
     else:
         env.pop(ENV_OVERLAY, None)
+    return env
+
+
+def _start_service(plan: _Plan, environ: Mapping[str, str], overlay: Optional[Path]) -> int:
+    """Steps 5 and 6: privileges, then exec (or the DEBUG_CONTAINER hold)."""
+    from kolla_entry.start.execute import debug_hold, drop_privileges, exec_service, is_debug_hold
+
+    env = _service_environment(plan, environ, overlay)
     user = plan.user
     uid, gid = (user.uid, user.gid) if user else (os.geteuid(), os.getegid())
     _record(plan.state_file, "command", {"argv": list(plan.argv), "user": user.name if user else None,

@@ -11,6 +11,7 @@ import pytest
 from kolla_entry.errors import ConfigError
 from kolla_entry.start.reader import (
     DEFAULT_DEPENDENCY_TIMEOUT,
+    CheckDependency,
     Dependency,
     Owner,
     default_config_path,
@@ -97,7 +98,11 @@ class TestParseConfig:
         ({"dependencies": [{"tcp": "h:70000"}]}, "dependencies[0].tcp", "1-65535"),
         ({"dependencies": [{"tcp": "db..svc:3306"}]}, "dependencies[0].tcp", "host name"),
         ({"dependencies": [{"tcp": "a" * 64 + ".svc:3306"}]}, "dependencies[0].tcp", "host name"),
-        ({"dependencies": [{"http": "h:1"}]}, "dependencies[0].tcp", "required"),
+        ({"dependencies": [{"http": "h:1"}]}, "dependencies[0].http", "unknown key"),
+        ({"dependencies": [{}]}, "dependencies[0]", "exactly one of \"tcp\" (host:port) or \"command\""),
+        ({"dependencies": [{"tcp": "h:1", "command": "true"}]}, "dependencies[0]", "exactly one"),
+        ({"dependencies": [{"command": "check 'unbalanced"}]}, "dependencies[0].command", "cannot split"),
+        ({"dependencies": [{"command": ""}]}, "dependencies[0].command", "non-empty string"),
         ({"dependency_timeout": 0}, "dependency_timeout", "positive"),
         ({"dependency_timeout": float("nan")}, "dependency_timeout", "positive"),
         ({"dependency_timeout": float("inf")}, "dependency_timeout", "positive"),
@@ -125,6 +130,18 @@ class TestParseConfig:
                                                  "preserve_properties": True}]}, "/c.json")
         entry = config.config_files[0]
         assert entry.owner is None and entry.perm is None and entry.merge
+
+
+    def test_check_commands_are_split_like_the_command_and_kept_apart_from_tcp(self) -> None:
+        """TCP waits come first (step 2), checks after the config files: two lists, each in config order."""
+        config = parse_config({"dependencies": [
+            {"command": "keystone-manage db_sync --check"}, {"tcp": "db:3306"},
+            {"command": "sh -c 'test -s \"/var/lib/x y\"'"}]}, "/c.json")
+        assert config.dependencies == (Dependency("db", 3306, "dependencies[1].tcp"),)
+        assert config.checks == (
+            CheckDependency(("keystone-manage", "db_sync", "--check"), "dependencies[0].command"),
+            CheckDependency(("sh", "-c", 'test -s "/var/lib/x y"'), "dependencies[2].command"))
+        assert str(config.checks[1]) == "sh -c 'test -s \"/var/lib/x y\"'"
 
 
 class TestPerm:

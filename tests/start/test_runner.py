@@ -312,6 +312,42 @@ class TestDependencies:
         assert not box.record.exists() and not (box.root / "etc").exists()
 
 
+class TestChecks:
+    def test_a_check_runs_after_the_config_files_and_before_the_service(self, box: Container) -> None:
+        """The check reads the rendered file (it exists only after step 4); the service starts after."""
+        dest = f"{box.root}/etc/nova/nova.conf"
+        box.write_config(box.template_config(dependencies=[{"command": f"grep -q 'my_ip = 10.0.0.5' {dest}"}],
+                                             dependency_timeout=20))
+        done = box.run(command=box.service(), env={"POD_IP": "10.0.0.5"})
+        assert done.returncode == 0, done.stderr
+        steps = [e["step"] for e in _events(done.stderr) if e["event"] == "run_step"]
+        assert steps.index("configs") < steps.index("checks") < steps.index("privileges")
+        assert box.wait_record()
+
+    def test_a_check_that_never_passes_refuses_to_start_naming_it(self, box: Container) -> None:
+        box.write_config(box.template_config(dependencies=[{"command": "sh -c 'echo schema missing; exit 4'"}],
+                                             dependency_timeout=0.5))
+        done = box.run(command=box.service(), env={"POD_IP": "10.0.0.5"}, timeout=120)
+        assert done.returncode == 1
+        last = done.stderr.strip().splitlines()[-1]
+        assert "dependencies[0].command" in last and "exit 4: schema missing" in last
+        assert not box.record.exists()
+        _no_secret(box, done.stdout, done.stderr)
+
+    def test_a_check_runs_as_the_service_user(self, shared_box: Container, accounts: sysusers.Accounts) -> None:
+        box = shared_box
+        svc = accounts.service
+        out = box.root / "check-ids"
+        check = f"sh -c '{{ id -u; id -G; echo $HOME; }} > {out}'"
+        box.write_config({"user": svc.name, "dependencies": [{"command": check}]})
+        done = box.run(command=box.service(python=_shared_python()))
+        assert done.returncode == 0, done.stderr
+        uid, groups, home = out.read_text().splitlines()
+        assert int(uid) == svc.uid and home == svc.home
+        assert sorted(int(g) for g in groups.split()) == sorted({svc.gid, accounts.extra_gid})
+        assert box.wait_record()["uid"] == svc.uid
+
+
 class TestPrivileges:
     def test_drop_to_the_config_user(self, shared_box: Container, accounts: sysusers.Accounts) -> None:
         """Steps 1-4 as root (a 0600 file owned by the service), then groups, gid, uid, HOME/USER/LOGNAME."""

@@ -29,13 +29,22 @@ data: {}
 {{- end }}
 {{- end -}}
 
-{{/* Kolla config.json of one component. Args: dict root, c (the component's values). */}}
+{{/*
+Kolla config.json of one component. Args: dict root, c (the component's values), schema (true: the
+component waits for the chart's schemaCheck when it depends on the database; false for the db-sync Job,
+which makes the schema).
+*/}}
 {{- define "common.configJson" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
 {{- $files := list -}}
+{{- if ne (toString .c.installConfigFiles) "false" }}
 {{- range $name := keys $v.conf | sortAlpha }}
 {{- $files = append $files (dict "source" (printf "%s/%s" (include "common.configFilesDir" $root) $name) "dest" (printf "%s/%s" $v.configDir $name) "owner" (printf "%s:%s" $v.user $v.user) "perm" "0600" "template" true) }}
+{{- end }}
+{{- range $v.secretFolders | default list }}
+{{- $files = append $files (dict "source" (printf "%s/%s" (include "common.secretFoldersDir" $root) .name) "dest" .dest "owner" (printf "%s:%s" $v.user $v.user) "perm" "0600") }}
+{{- end }}
 {{- end }}
 {{- $config := dict "command" (tpl .c.command $root) "user" $v.user "config_files" $files }}
 {{- $deps := list }}
@@ -43,6 +52,13 @@ data: {}
 {{- $endpoint := index $v.global.endpoints . }}
 {{- if not $endpoint }}{{ fail (printf "dependency %q is not in global.endpoints" .) }}{{ end }}
 {{- $deps = append $deps (dict "tcp" $endpoint) }}
+{{- end }}
+{{- $checks := .c.checks | default list }}
+{{- if and .schema $v.schemaCheck (has "database" (.c.dependencies | default list)) }}
+{{- $checks = prepend $checks $v.schemaCheck }}
+{{- end }}
+{{- range $checks }}
+{{- $deps = append $deps (dict "command" (tpl . $root)) }}
 {{- end }}
 {{- if $deps }}{{ $_ := set $config "dependencies" $deps }}{{ end }}
 {{- toPrettyJson $config }}
@@ -62,13 +78,14 @@ data:
 {{- $c := index $root.Values.components $name }}
 {{- if $c.enabled }}
   {{ $name }}.json: |
-    {{- include "common.configJson" (dict "root" $root "c" $c) | nindent 4 }}
+    {{- include "common.configJson" (dict "root" $root "c" $c "schema" true) | nindent 4 }}
 {{- end }}
 {{- end }}
 {{- if .Values.dbSync.enabled }}
   db-sync.json: |
-    {{- include "common.configJson" (dict "root" $root "c" .Values.dbSync) | nindent 4 }}
+    {{- include "common.configJson" (dict "root" $root "c" .Values.dbSync "schema" false) | nindent 4 }}
 {{- end }}
+{{- include "common.jobConfigs" . }}
 {{- range $name := keys .Values.conf | sortAlpha }}
 {{- $conf := index $root.Values.conf $name }}
   {{ $name }}: |
@@ -89,7 +106,11 @@ region sets every one.
 {{- define "common.secret" -}}
 {{- $root := . -}}
 {{- $data := dict }}
-{{- range $name := .Values.globalSecrets | default list }}
+{{- $names := .Values.globalSecrets | default list }}
+{{- if (.Values.registration | default dict).enabled }}
+{{- $names = append $names "keystone_admin_password" | uniq }}
+{{- end }}
+{{- range $name := $names }}
 {{- $_ := set $data $name (dig "secrets" $name "" ($root.Values.global | default dict)) }}
 {{- end }}
 {{- range $name, $value := .Values.secrets | default dict }}
@@ -156,6 +177,9 @@ command:
   - {{ include "common.configFilesDir" $root }}/{{ .name }}.json
 env:
   {{- include "common.kollaEnv" . | nindent 2 }}
+  {{- with .c.env }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- with .c.port }}
 ports:
   - name: api
@@ -189,6 +213,11 @@ volumeMounts:
   - name: patches
     mountPath: /{{ $svc }}-patches
     readOnly: true
+  {{- if .root.Values.secretFolders }}
+  - name: secret-folders
+    mountPath: {{ include "common.secretFoldersDir" $root }}/
+    readOnly: true
+  {{- end }}
   {{- with .c.extraVolumeMounts }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
@@ -207,6 +236,9 @@ volumeMounts:
 - name: patches
   configMap:
     name: {{ $svc }}-patches
+{{- with .root.Values.secretFolders }}
+{{ include "common.secretFoldersVolume" $.root }}
+{{- end }}
 {{- with .c.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
