@@ -44,6 +44,7 @@ EXPECTED_WORKLOADS = {
     "ironic": {"api", "conductor"},
     "manila": {"api", "scheduler", "share"},
     "glance": {"api"},
+    "placement": {"api"},
     "keystone": {"api"},
     "barbican": {"api"},
     "horizon": {"dashboard"},
