@@ -18,7 +18,7 @@
 #   IMAGE_PREFIX    image names, default localhost/kolla-entry (-> localhost/kolla-entry-base:latest, ...)
 #   IMAGE_TAG       default latest
 #   ENGINE          container CLI, default podman (with runc, cgroupfs and images/test/containers.conf)
-#   PIP             pip used to fetch wheels on the host, default .venv/bin/pip
+#   PIP             pip used to fetch wheels on the host, default a venv of /usr/bin/python3 in work/images/
 #   CONSTRAINTS     constraints file, default images/constraints.txt (images/resolve.sh writes it)
 #   PYC_INVALIDATION_MODE  passed to the service Dockerfiles (timestamp, checked-hash, unchecked-hash)
 set -euo pipefail
@@ -27,7 +27,9 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="$ROOT/work/images"
 IMAGE_PREFIX="${IMAGE_PREFIX:-localhost/kolla-entry}"
 IMAGE_TAG="${IMAGE_TAG:-latest}"
-PIP="${PIP:-$ROOT/.venv/bin/pip}"
+# The host pip runs on the images' Python (Debian bookworm's /usr/bin/python3): environment markers such as
+# python_full_version < "3.11.3" (redis -> async-timeout) then resolve as they will inside the image.
+PIP="${PIP:-$WORK/pip-venv/bin/pip}"
 DEBOOTSTRAP_IMAGE=localhost/kolla-entry-debootstrap:bookworm
 # Packages the base needs; baking them into the debootstrap root keeps the image build off the Debian mirror.
 DEBOOTSTRAP_INCLUDE=python3,python3-venv,dumb-init
@@ -187,11 +189,21 @@ build_infra() {
         --build-arg "BASE_IMAGE=$base" -f "$ctx/Dockerfile" "$ctx"
 }
 
+host_pip() {
+    if [ "$PIP" = "$WORK/pip-venv/bin/pip" ] && [ ! -x "$PIP" ]; then
+        /usr/bin/python3 -m venv "$WORK/pip-venv"
+        "$PIP" install --quiet --upgrade pip
+    fi
+}
+
 main() {
     mkdir -p "$WORK/wheels" "$WORK/context"
-    local services=("$@")
-    [ "${#services[@]}" -gt 0 ] || services=(keystone)
-    [ "${services[*]}" != all ] || services=($SERVICES_ALL)
+    host_pip
+    local services=() arg
+    [ "$#" -gt 0 ] || set -- keystone
+    for arg in $(for arg in "$@"; do if [ "$arg" = all ]; then echo $SERVICES_ALL; else echo "$arg"; fi; done); do
+        [[ " ${services[*]} " == *" $arg "* ]] || services+=("$arg")
+    done
     build_base
     for service in "${services[@]}"; do
         [ "$service" != base ] || continue

@@ -37,6 +37,10 @@ data: {}
 {{- range $name := keys $v.conf | sortAlpha }}
 {{- $files = append $files (dict "source" (printf "%s/%s" (include "common.configFilesDir" $root) $name) "dest" (printf "%s/%s" $v.configDir $name) "owner" (printf "%s:%s" $v.user $v.user) "perm" "0600" "template" true) }}
 {{- end }}
+{{- /* Files from elsewhere than the config ConfigMap (e.g. a Secret volume another Job fills): config.json entries as they are. */}}
+{{- range $v.extraConfigFiles | default list }}
+{{- $files = append $files . }}
+{{- end }}
 {{- $config := dict "command" (tpl .c.command $root) "user" $v.user "config_files" $files }}
 {{- $deps := list }}
 {{- range .c.dependencies }}
