@@ -121,7 +121,8 @@ def test_every_openstack_container_starts_kolla_entry(region: List[Dict[str, Any
             assert command[6].startswith(CONFIG_DIR) and len(command) == 7
             config_json = json.loads(config[command[6][len(CONFIG_DIR):]])
             assert config_json["user"] == service and config_json["command"]
-            assert all(entry["template"] is True for entry in config_json["config_files"])
+            # Every file of the config ConfigMap is a template; other sources (a Secret volume's files) are not.
+            assert all(entry["template"] is (entry["source"].startswith(CONFIG_DIR)) for entry in config_json["config_files"])
             seen += 1
     assert seen >= sum(len(c) for c in EXPECTED_WORKLOADS.values())
 
@@ -258,6 +259,8 @@ def _secret_leaves(values: Any, path: str = "") -> Iterator[str]:
             here = f"{path}.{key}"
             if key == "secrets" and value:
                 yield here
+            elif key == "secretName":  # the name of a Secret a volume mounts, not a value
+                continue
             elif isinstance(value, (str, int, float)) and _SECRET_KEY.search(str(key)):
                 if str(value) and "${file:" not in str(value) and "{{" not in str(value):
                     yield here
