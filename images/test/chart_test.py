@@ -68,7 +68,7 @@ API = {
     "nova": ("api", "/", (200,)),
     "placement": ("api", "/", (200,)),
 }
-ENDPOINTS = {"database": 5432, "messaging": 5672, "cache": 11211, "identity": 5000, "image": 9292,
+ENDPOINTS = {"database": 3306, "messaging": 5672, "cache": 11211, "identity": 5000, "image": 9292,
              "compute": 8774, "network": 9696, "placement": 8778}
 WAIT_API = 240.0
 WAIT_COMPONENT = 40.0
@@ -116,6 +116,8 @@ def values(secret_values: Dict[str, str]) -> Dict[str, Any]:
     glob = umbrella["global"]
     glob["endpoints"] = {key: f"127.0.0.1:{port}" for key, port in ENDPOINTS.items()}
     glob["secrets"] = secret_values
+    # One hypervisor, so that the nova chart renders its nova-compute.
+    glob["hypervisors"] = [{"name": "ctest", "hostname": "ctest-node"}]
     return {"global": glob, "secrets": {"secret_key": secret_values["secret_key"]}}
 
 
@@ -301,9 +303,11 @@ def stop(name: str) -> None:
 
 
 def start_infra(charts: Path, vals: Dict[str, Any], run: Path) -> bool:
-    """postgres, rabbitmq and memcached from their charts' pod specs and images/."""
+    """The umbrella's database (mariadb or postgres), rabbitmq and memcached: their charts' pods, images/."""
     ok = True
-    for chart, probe in (("postgres", 5432), ("rabbitmq", 5672), ("memcached", 11211)):
+    umbrella = yaml.safe_load((REPO / "charts" / "openstack" / "values.yaml").read_text())
+    database = ("mariadb", 3306) if umbrella["mariadb"]["enabled"] else ("postgres", 5432)
+    for chart, probe in (database, ("rabbitmq", 5672), ("memcached", 11211)):
         objects = render(charts / chart, vals)
         folders = volume_folders(objects, run / chart)
         ((_, _, pod),) = pods(objects)
