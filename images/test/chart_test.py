@@ -299,7 +299,7 @@ def image_uid(image: str, user: str) -> int:
 
 
 def stop(name: str) -> None:
-    podman("rm", "--force", "--ignore", "--time", "10", name)
+    podman("rm", "--force", "--ignore", "--time", "3", name)
 
 
 def start_infra(charts: Path, vals: Dict[str, Any], run: Path) -> bool:
@@ -319,6 +319,18 @@ def start_infra(charts: Path, vals: Dict[str, Any], run: Path) -> bool:
             time.sleep(1)
         ok = check(tcp_open(probe), f"{chart}: listens on its chart's port {probe} (image {PREFIX}-{chart})",
                    logs(name)) and ok
+        # The chart's exec probes run in the image (its healthcheck.sh, pg_isready, rabbitmq-diagnostics).
+        (container,) = pod["containers"]
+        for kind in ("readinessProbe", "livenessProbe"):
+            command = container.get(kind, {}).get("exec", {}).get("command")
+            if command:
+                deadline = time.monotonic() + 90
+                result = podman("exec", name, *command, timeout=60)
+                while result.returncode != 0 and time.monotonic() < deadline:
+                    time.sleep(2)
+                    result = podman("exec", name, *command, timeout=60)
+                ok = check(result.returncode == 0, f"{chart}: the chart's {kind} `{' '.join(command)}` succeeds",
+                           result.stdout + result.stderr) and ok
     # postgres answers on its port before the init scripts ran only on a second start; wait for the roles.
     return ok
 
@@ -378,8 +390,6 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
                 check(bool(procs) and all(u == uid for u, _ in procs) and not any("kolla-entry" in c for _, c in procs),
                       f"{name}: the service runs as {user} ({uid}), kolla-entry exec'd it",
                       str(processes(name)))
-            if not keep_api:
-                stop(name)
             continue
         deadline = time.monotonic() + WAIT_COMPONENT
         seen: List[Dict[str, Any]] = []
@@ -391,16 +401,20 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
         names = [e.get("event") for e in seen]
         command = config[f"{component}.json"]["command"].split()[0]
         if "exec" in names:
-            time.sleep(3)
-            text = logs(name)
-            check("No such file" not in text and "not found" not in text.split('"exec"')[-1][:300],
-                  f"{name}: kolla-entry exec'd {command} as {config[f'{component}.json']['user']}", text[-2000:])
+            (event,) = [e for e in seen if e.get("event") == "exec"]
+            user = config[f"{component}.json"]["user"]
+            check(event.get("command", [""])[0] == command and event.get("user") == user
+                  and event.get("uid") == image_uid(image, user),
+                  f"{name}: kolla-entry exec'd {command} as {user}", logs(name)[-2000:])
         else:
             waiting = [e for e in seen if e.get("event") == "dependency_waiting"]
             check(bool(waiting) and running(name),
                   f"{name}: stops at kolla-entry's dependency wait "
                   f"({waiting[0].get('dependency') if waiting else '?'}, not in this test)", logs(name)[-2000:])
         stop(name)
+    # The main API served the other components' dependencies; keystone's stays up for the next services.
+    if not keep_api:
+        stop(f"{NAME}-{service}-{api_component}")
 
 
 def main(argv: List[str]) -> int:
