@@ -30,6 +30,7 @@ Prints one PASS/FAIL line per check and `N passed, N failed`; exit status 1 on a
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import json
 import os
@@ -38,8 +39,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -90,7 +89,7 @@ def check(ok: bool, what: str, detail: str = "") -> bool:
     return ok
 
 
-def podman(*args: str, timeout: float = 600, check_rc: bool = False) -> subprocess.CompletedProcess:
+def podman(*args: str, timeout: float = 600, check_rc: bool = False) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, CONTAINERS_CONF=str(REPO / "images" / "test" / "containers.conf"))
     result = subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout, env=env)
     if check_rc and result.returncode != 0:
@@ -225,22 +224,20 @@ def start(pod: Dict[str, Any], folders: Dict[str, Any], run: Path, name: str, im
 
 def logs(name: str) -> str:
     result = podman("logs", name)
-    return result.stdout + result.stderr
+    return str(result.stdout) + str(result.stderr)
 
 
 def events(text: str) -> List[Dict[str, Any]]:
     found = []
     for line in text.splitlines():
         if line.startswith("{"):
-            try:
+            with contextlib.suppress(ValueError):
                 found.append(json.loads(line))
-            except ValueError:
-                pass
     return found
 
 
 def sandbox_pid() -> str:
-    return podman("inspect", "--format", "{{.State.Pid}}", f"{NAME}-sandbox", check_rc=True).stdout.strip()
+    return str(podman("inspect", "--format", "{{.State.Pid}}", f"{NAME}-sandbox", check_rc=True).stdout).strip()
 
 
 def http_get(port: int, path: str) -> Tuple[int, str]:
@@ -263,7 +260,7 @@ def tcp_open(port: int) -> bool:
 
 
 def running(name: str) -> bool:
-    return podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip() == "true"
+    return str(podman("inspect", "--format", "{{.State.Running}}", name).stdout).strip() == "true"
 
 
 def wait_api(name: str, port: int, path: str, statuses: Tuple[int, ...]) -> bool:
@@ -428,7 +425,8 @@ def main(argv: List[str]) -> int:
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir()
     # Containers an interrupted run left behind; the sandbox last (the others use its network namespace).
-    for old in sorted(podman("ps", "-a", "--format", "{{.Names}}").stdout.split(), key=lambda n: n.endswith("-sandbox")):
+    names = podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    for old in sorted(names, key=lambda n: n.endswith("-sandbox")):
         if old.startswith(NAME + "-"):
             podman("rm", "--force", "--time", "0", old)
     charts = build_charts()
