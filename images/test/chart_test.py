@@ -117,7 +117,15 @@ def values(secret_values: Dict[str, str]) -> Dict[str, Any]:
     glob["secrets"] = secret_values
     # One hypervisor, so that the nova chart renders its nova-compute.
     glob["hypervisors"] = [{"name": "ctest", "hostname": "ctest-node"}]
-    return {"global": glob, "secrets": {"secret_key": secret_values["secret_key"]}}
+    return {"global": glob}
+
+
+def chart_secrets(service: str) -> Dict[str, Any]:
+    """Rule 3 secrets: the keys the example region sets for this chart, each a fresh Fernet-shaped key
+    (32 random bytes, urlsafe base64: what barbican's kek must be, and fine as Django's SECRET_KEY)."""
+    region = yaml.safe_load((REPO / "charts" / "europe-example-region" / "values.yaml").read_text())
+    keys = region.get("openstack", {}).get(service, {}).get("secrets", {})
+    return {"secrets": {key: base64.urlsafe_b64encode(os.urandom(32)).decode() for key in keys}}
 
 
 def render(chart: Path, vals: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -360,7 +368,7 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
     if podman("image", "exists", image).returncode != 0:
         check(False, f"{service}: image {image} exists (make images SERVICES={service})")
         return
-    objects = render(charts / service, vals)
+    objects = render(charts / service, {**vals, **chart_secrets(service)})
     folders = volume_folders(objects, run / service)
     config = {k: json.loads(v) for obj in objects if obj["kind"] == "ConfigMap"
               and obj["metadata"]["name"] == f"{service}-config" for k, v in obj["data"].items()
@@ -431,7 +439,7 @@ def main(argv: List[str]) -> int:
             podman("rm", "--force", "--time", "0", old)
     charts = build_charts()
     words = {k: secrets.token_hex(12) for k in ["database_root_password", "rabbitmq_password",
-                                                "memcache_secret_key", "metadata_secret", "secret_key"]}
+                                                "memcache_secret_key", "metadata_secret"]}
     for service in ALL:
         words[f"{service}_database_password"] = secrets.token_hex(12)
         words[f"{service}_keystone_password"] = secrets.token_hex(12)

@@ -51,10 +51,13 @@ CONSOLE_SCRIPTS: Dict[str, Set[str]] = {
 # The API servers these packages no longer ship, as the WSGI modules that replace them: each defines
 # `application` when imported (the module calls its own init function). Read in the wheels barbican 23.0.0,
 # horizon 27.0.0, keystone 30.0.0, neutron 29.0.0 and nova 34.0.0 (2026-11-25), glance 33.0.0 and
-# openstack-placement 16.0.0 (2026-12-02; glance-api only says standalone mode is gone and exits 1).
+# openstack-placement 16.0.0, designate 23.0.0 and manila 23.0.1 (2026-12-02; the container test found that
+# glance-api only says standalone mode is gone, designate-api and manila-api refuse the threading backend).
 WSGI_MODULES: Dict[str, str] = {
     "barbican": "barbican.wsgi.api",
+    "designate": "designate.wsgi.api",
     "glance": "glance.wsgi.api",
+    "manila": "manila.wsgi.api",
     "placement": "placement.wsgi.api",
     "horizon": "openstack_dashboard.wsgi",
     "keystone": "keystone.wsgi.api",
@@ -62,13 +65,15 @@ WSGI_MODULES: Dict[str, str] = {
     "nova": "nova.wsgi.osapi_compute",
 }
 WHEEL_VERSIONS: Dict[str, str] = {
-    "barbican": "23.0.0", "glance": "33.0.0", "placement": "16.0.0", "horizon": "27.0.0", "keystone": "30.0.0", "neutron": "29.0.0", "nova": "34.0.0",
+    "barbican": "23.0.0", "designate": "23.0.0", "manila": "23.0.1", "glance": "33.0.0", "placement": "16.0.0", "horizon": "27.0.0", "keystone": "30.0.0", "neutron": "29.0.0", "nova": "34.0.0",
 }
 # The shim module gunicorn loads instead, by service: oslo.config parses sys.argv (nova, neutron, keystone;
 # barbican 23 does not, the shim guards it all the same). Django does not, so horizon has none.
 SHIMS: Dict[str, str] = {
     "barbican": "barbican_wsgi_api",
+    "designate": "designate_wsgi_api",
     "glance": "glance_wsgi_api",
+    "manila": "manila_wsgi_api",
     "placement": "placement_wsgi_api",
     "keystone": "keystone_wsgi_public",
     "neutron": "neutron_wsgi_api",
