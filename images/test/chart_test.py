@@ -299,7 +299,8 @@ def processes(name: str) -> List[Tuple[int, str]]:
 
 
 def image_uid(image: str, user: str) -> int:
-    result = podman("run", "--rm", "--network", "none", "--entrypoint", '["id", "-u", "' + user + '"]', image)
+    result = podman("run", "--rm", "--network", "none", "--ulimit", "host", "--entrypoint",
+                    '["id", "-u", "' + user + '"]', image)
     return int(result.stdout.strip() or -1)
 
 
@@ -374,6 +375,13 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
               and obj["metadata"]["name"] == f"{service}-config" for k, v in obj["data"].items()
               if k.endswith(".json")}
     workloads = pods(objects)
+    # /usr/share/python-wheels: Debian's python3-venv (ensurepip's pip and setuptools), not a leftover.
+    leftovers = podman("run", "--rm", "--network", "none", "--ulimit", "host", "--entrypoint", '["sh", "-c"]', image,
+                       "find / -xdev -path /usr/share/python-wheels -prune -o \\( -name '*.whl'"
+                       " -o -path /root/.cache -o -path /tmp/wheels \\) -print;"
+                       " for t in gcc cc make; do command -v $t; done; true")
+    check(leftovers.returncode == 0 and leftovers.stdout.strip() == "",
+          f"{service}: no wheel, pip cache or compiler left in the image", leftovers.stdout + leftovers.stderr)
     check_patches(service, image, folders, run / service, workloads[0][2])
     api_component, path, statuses = API[service]
     for kind, component, pod in sorted(workloads, key=lambda w: (w[0] != "Job", w[1] != api_component)):
