@@ -79,15 +79,25 @@ debootstrap_base() {
 # Context of Dockerfile.base: the kolla-entry wheel, built from a clean copy of the sources (an in-tree
 # build/ folder could carry stale modules into the wheel), and its dependencies' wheels.
 base_context() {
-    local ctx="$WORK/context/base" src="$WORK/context/base-src"
-    rm -rf "$ctx" "$src"
-    mkdir -p "$ctx/wheels" "$src"
+    # Cached by the digest of kolla-entry's sources: the same sources give the same wheel files, so podman's
+    # layer cache keeps the base (and every service image on it) when nothing changed.
+    local key
+    key="$(cd "$ROOT" && find pyproject.toml README.md kolla_entry -name __pycache__ -prune -o -type f -print \
+        | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)"
+    local ctx="$WORK/context/base-$key" src="$WORK/context/base-src"
+    if [ -d "$ctx/wheels" ]; then
+        echo "$ctx"
+        return
+    fi
+    rm -rf "$WORK"/context/base-* "$src"
+    mkdir -p "$ctx.tmp/wheels" "$src"
     cp -a "$ROOT/pyproject.toml" "$ROOT/kolla_entry" "$src/"
     [ -f "$ROOT/README.md" ] && cp "$ROOT/README.md" "$src/"
     find "$src" -name __pycache__ -prune -exec rm -rf {} +
-    "$PIP" wheel --quiet --wheel-dir "$ctx/wheels" "$src" >"$WORK/context/base-wheels.log" 2>&1 \
+    "$PIP" wheel --quiet --wheel-dir "$ctx.tmp/wheels" "$src" >"$WORK/context/base-wheels.log" 2>&1 \
         || { tail -20 "$WORK/context/base-wheels.log" >&2; exit 2; }
     rm -rf "$src"
+    mv "$ctx.tmp" "$ctx"
     echo "$ctx"
 }
 
