@@ -15,6 +15,7 @@
 #
 # Environment:
 #   BASE            use this image as Dockerfile.base's BASE instead of the debootstrap import
+#   DEBOOTSTRAP_IMAGE  name of that import, default localhost/kolla-entry-debootstrap:bookworm
 #   IMAGE_PREFIX    image names, default localhost/kolla-entry (-> localhost/kolla-entry-base:latest, ...)
 #   IMAGE_TAG       default latest
 #   ENGINE          container CLI, default podman (with runc, cgroupfs and images/test/containers.conf)
@@ -30,7 +31,7 @@ IMAGE_TAG="${IMAGE_TAG:-latest}"
 # The host pip runs on the images' Python (Debian bookworm's /usr/bin/python3): environment markers such as
 # python_full_version < "3.11.3" (redis -> async-timeout) then resolve as they will inside the image.
 PIP="${PIP:-$WORK/pip-venv/bin/pip}"
-DEBOOTSTRAP_IMAGE=localhost/kolla-entry-debootstrap:bookworm
+DEBOOTSTRAP_IMAGE="${DEBOOTSTRAP_IMAGE:-localhost/kolla-entry-debootstrap:bookworm}"
 # Packages the base needs; baking them into the debootstrap root keeps the image build off the Debian mirror.
 DEBOOTSTRAP_INCLUDE=python3,python3-venv,dumb-init
 # Builds use `ulimit -n` of the host; podman's default ulimits do not work in this VM.
@@ -82,7 +83,7 @@ base_context() {
     # Cached by the digest of kolla-entry's sources: the same sources give the same wheel files, so podman's
     # layer cache keeps the base (and every service image on it) when nothing changed.
     local key
-    key="$(cd "$ROOT" && find pyproject.toml README.md kolla_entry -name __pycache__ -prune -o -type f -print \
+    key="$(cd "$ROOT" && find pyproject.toml kolla_entry -name __pycache__ -prune -o -type f -print \
         | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)"
     local ctx="$WORK/context/base-$key" src="$WORK/context/base-src"
     if [ -d "$ctx/wheels" ]; then
@@ -92,7 +93,8 @@ base_context() {
     rm -rf "$WORK"/context/base-* "$src"
     mkdir -p "$ctx.tmp/wheels" "$src"
     cp -a "$ROOT/pyproject.toml" "$ROOT/kolla_entry" "$src/"
-    [ -f "$ROOT/README.md" ] && cp "$ROOT/README.md" "$src/"
+    # The wheel's long description is not worth a rebuild of every image whenever the README changes.
+    echo "kolla-entry: see the repository's README.md." >"$src/README.md"
     find "$src" -name __pycache__ -prune -exec rm -rf {} +
     "$PIP" wheel --quiet --wheel-dir "$ctx.tmp/wheels" "$src" >"$WORK/context/base-wheels.log" 2>&1 \
         || { tail -20 "$WORK/context/base-wheels.log" >&2; exit 2; }
