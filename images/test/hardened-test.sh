@@ -10,7 +10,7 @@
 #
 # Uses a keystone image built by images/build.sh (KEYSTONE_IMAGE, default localhost/kolla-entry-keystone:latest;
 # built with IMAGE_TAG=hardened when absent) and adds one thin layer with this checkout's kolla-entry and the
-# import hook, exactly the step images/keystone/Dockerfile has, so the test needs no full rebuild.
+# import hook, the step images/service.Dockerfile has, so the test needs no full rebuild.
 # Needs root with podman and runc. KEEP=1 keeps the containers, the image and work/images/hardened-run.
 set -uo pipefail
 

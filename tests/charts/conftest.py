@@ -21,7 +21,8 @@ PATCHES = REPO / "patches"
 REGION = "europe-example-region"
 UMBRELLA = "openstack"
 LIBRARY = "common"
-SERVICES = ("barbican", "cinder", "designate", "glance", "horizon", "ironic", "keystone", "manila", "neutron", "nova")
+SERVICES = ("barbican", "cinder", "designate", "glance", "horizon", "ironic", "keystone", "manila", "neutron", "nova",
+            "placement")
 INFRA = ("mariadb", "memcached", "postgres", "rabbitmq")
 RELEASE = "region"
 NAMESPACE = "openstack"

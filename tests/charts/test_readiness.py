@@ -20,7 +20,7 @@ import pytest
 
 from kolla_entry.start.install import apply_configs, resolve_owners
 from kolla_entry.start.reader import parse_config
-from tests.charts.conftest import SERVICES, chart_of, pod_templates, render
+from tests.charts.conftest import SERVICES, chart_of, pod_templates, render, umbrella_globals
 
 pytestmark = pytest.mark.charts
 
@@ -28,7 +28,12 @@ CONFIG_DIR = "/var/lib/kolla/config_files/"
 CHECKSUM = "checksum/kolla-entry"
 # Catalog service type of each chart that registers itself (keystone's bootstrap registers identity).
 CATALOG = {"barbican": "key-manager", "cinder": "block-storage", "designate": "dns", "glance": "image",
-           "ironic": "baremetal", "manila": "shared-file-system", "neutron": "network", "nova": "compute"}
+           "ironic": "baremetal", "manila": "shared-file-system", "neutron": "network", "nova": "compute",
+           "placement": "placement"}
+# The service's main config file, where keystone_authtoken is (glance's API reads glance-api.conf).
+MAIN_CONF = {"glance": "glance-api.conf"}
+# The region's database endpoint (the umbrella's global.endpoints.database).
+DATABASE = umbrella_globals()["global"]["endpoints"]["database"]
 # The charts whose database-using components wait for the schema, and the check they run.
 SCHEMA_CHECKS = {
     "keystone": "keystone-manage db_sync --check",
@@ -36,7 +41,7 @@ SCHEMA_CHECKS = {
     "neutron": "python3 /var/lib/kolla/config_files/schema-check.py",
     "nova": "python3 /var/lib/kolla/config_files/schema-check.py",
     **{service: "python3 /var/lib/kolla/config_files/schema-check.py"
-       for service in ("barbican", "cinder", "designate", "ironic", "manila")},
+       for service in ("barbican", "cinder", "designate", "ironic", "manila", "placement")},
 }
 
 
@@ -152,7 +157,7 @@ class TestRegistration:
         """keystone_authtoken's username and password file are the registered user's."""
         for service in CATALOG:
             conf = configparser.ConfigParser(interpolation=None, strict=False)
-            name = next(k for k in _config(region, service) if k == f"{service}.conf")
+            name = MAIN_CONF.get(service, f"{service}.conf")
             conf.read_string(_config(region, service)[name])
             assert conf["keystone_authtoken"]["username"] == service
             assert conf["keystone_authtoken"]["password"].endswith(f"/{service}_keystone_password}}")
@@ -183,7 +188,7 @@ class TestSchema:
             if chart_of(obj) != service:
                 continue
             config = _config_json(region, obj)
-            uses_database = any(d.get("tcp") == "postgres:5432" for d in config.get("dependencies", []))
+            uses_database = any(d.get("tcp") == DATABASE for d in config.get("dependencies", []))
             checks = _checks(config)
             if _component(obj) == "db-sync":
                 assert checks == []

@@ -44,6 +44,7 @@ EXPECTED_WORKLOADS = {
     "ironic": {"api", "conductor"},
     "manila": {"api", "scheduler", "share"},
     "glance": {"api"},
+    "placement": {"api"},
     "keystone": {"api"},
     "barbican": {"api"},
     "horizon": {"dashboard"},
@@ -260,6 +261,8 @@ def _secret_leaves(values: Any, path: str = "") -> Iterator[str]:
             here = f"{path}.{key}"
             if key == "secrets" and value:
                 yield here
+            elif key == "secretName":  # the name of a Secret a volume mounts, not a value
+                continue
             elif isinstance(value, (str, int, float)) and _SECRET_KEY.search(str(key)):
                 if str(value) and "${file:" not in str(value) and "{{" not in str(value):
                     yield here

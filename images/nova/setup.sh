@@ -1,0 +1,3 @@
+# Run once at build time as root (images/service.Dockerfile): the console scripts the chart starts exist.
+command -v nova-manage
+python -c 'import psycopg2, pymysql'

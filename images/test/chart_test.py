@@ -1,0 +1,480 @@
+"""
+Every service image, started from its own chart (issue #14): `make container-test SERVICES="keystone nova"`.
+
+For each service the chart is rendered with the real Helm engine (helm-python-sdk, as tests/charts do), and
+every pod the chart renders is run with podman as the kubelet would run it:
+
+- the config ConfigMap, the Secret and the patches ConfigMap are laid out as the kubelet mounts them (a
+  timestamped folder, a `..data` symlink to it, one symlink per key), read-only, the Secret mode 0400;
+- the container gets exactly the rendered `command` (as its entrypoint, no args), `env` (fieldRefs filled
+  with the sandbox's values), the user the image runs as when the pod sets none, `privileged` when the
+  securityContext sets it, and the Secret/ConfigMap volumes of its volumeMounts (hostPath and other
+  volumes become empty folders);
+- all containers share one network namespace with nothing but a loopback (like one pod): the charts'
+  endpoints are pointed at 127.0.0.1 with their own ports, nothing can collide with the host's ports, and
+  nothing leaves the machine.
+
+The infrastructure (postgres, rabbitmq, memcached) runs from the images in images/ and from the pod specs
+of charts/postgres, charts/rabbitmq and charts/memcached the same way (their env, init ConfigMap, Secret
+mounts). Keystone runs first when another service is tested (their APIs wait for the identity endpoint).
+
+Checks per service: `kolla-entry check-patches --json` in the image with the chart's patches (every patch
+applicable, or skipped when it is another service's); the db-sync Job exits 0; the main API answers its
+version document over HTTP; its worker processes run as the config.json user; every other component's
+command gets exec'd by kolla-entry (its `exec` event) or, when a dependency it needs is not in this test,
+kolla-entry's dependency wait is where it stops (its `dependency_waiting` event, never a crash).
+
+Prints one PASS/FAIL line per check and `N passed, N failed`; exit status 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+from helm_python import chart as helm_chart
+
+REPO = Path(__file__).resolve().parents[2]
+WORK = REPO / "work" / "images" / "chart-test"
+PREFIX = os.environ.get("IMAGE_PREFIX", "localhost/kolla-entry")
+TAG = os.environ.get("IMAGE_TAG", "latest")
+NAME = "kolla-entry-cht"
+PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+ALL = ["keystone", "placement", "glance", "nova", "neutron", "cinder", "barbican", "designate", "ironic",
+       "manila", "horizon"]
+# The main API of each service: component, path of its version document, the statuses it answers with.
+API = {
+    "barbican": ("api", "/", (200, 300)),
+    "cinder": ("api", "/", (200, 300)),
+    "designate": ("api", "/", (200, 300)),
+    "glance": ("api", "/", (200, 300)),
+    "horizon": ("dashboard", "/auth/login/", (200,)),
+    "ironic": ("api", "/", (200,)),
+    "keystone": ("api", "/v3", (200,)),
+    "manila": ("api", "/", (200, 300)),
+    "neutron": ("server", "/", (200,)),
+    "nova": ("api", "/", (200,)),
+    "placement": ("api", "/", (200,)),
+}
+ENDPOINTS = {"database": 3306, "messaging": 5672, "cache": 11211, "identity": 5000, "image": 9292,
+             "compute": 8774, "network": 9696, "placement": 8778}
+WAIT_API = 240.0
+WAIT_COMPONENT = 40.0
+
+results: List[Tuple[bool, str]] = []
+containers: List[str] = []
+
+
+def check(ok: bool, what: str, detail: str = "") -> bool:
+    results.append((ok, what))
+    print(f"{'PASS' if ok else 'FAIL'}: {what}", flush=True)
+    if not ok and detail:
+        print("      " + detail[-3000:].replace("\n", "\n      "), flush=True)
+    return ok
+
+
+def podman(*args: str, timeout: float = 600, check_rc: bool = False) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, CONTAINERS_CONF=str(REPO / "images" / "test" / "containers.conf"))
+    result = subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    if check_rc and result.returncode != 0:
+        raise RuntimeError(f"podman {' '.join(args[:3])}: {result.stderr.strip()}")
+    return result
+
+
+def build_charts() -> Path:
+    """A built copy of charts/ (patches vendored, dependencies resolved), as tests/charts builds it."""
+    spec = importlib.util.spec_from_file_location("charts_build", REPO / "charts" / "build.py")
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    shutil.rmtree(WORK / "charts", ignore_errors=True)
+    charts = build.stage(REPO / "charts", WORK / "charts")
+    build.build(charts, REPO / "patches", None)
+    return Path(charts)
+
+
+def values(secret_values: Dict[str, str]) -> Dict[str, Any]:
+    """The umbrella's globals, endpoints on the sandbox's loopback, and this run's random secrets."""
+    umbrella = yaml.safe_load((REPO / "charts" / "openstack" / "values.yaml").read_text())
+    glob = umbrella["global"]
+    glob["endpoints"] = {key: f"127.0.0.1:{port}" for key, port in ENDPOINTS.items()}
+    glob["secrets"] = secret_values
+    # One hypervisor, so that the nova chart renders its nova-compute.
+    glob["hypervisors"] = [{"name": "ctest", "hostname": "ctest-node"}]
+    return {"global": glob}
+
+
+def chart_secrets(service: str) -> Dict[str, Any]:
+    """Rule 3 secrets: the keys the example region sets for this chart, each a fresh Fernet-shaped key
+    (32 random bytes, urlsafe base64: what barbican's kek must be, and fine as Django's SECRET_KEY)."""
+    region = yaml.safe_load((REPO / "charts" / "europe-example-region" / "values.yaml").read_text())
+    keys = region.get("openstack", {}).get(service, {}).get("secrets", {})
+    return {"secrets": {key: base64.urlsafe_b64encode(os.urandom(32)).decode() for key in keys}}
+
+
+def render(chart: Path, vals: Dict[str, Any]) -> List[Dict[str, Any]]:
+    with helm_chart.Chart.load(chart) as loaded:
+        manifests = loaded.render(vals, name="region", namespace="openstack")
+    return [doc for path in sorted(manifests) if not path.endswith("NOTES.txt")
+            for doc in yaml.safe_load_all(manifests[path]) if doc]
+
+
+def kubelet_layout(folder: Path, data: Dict[str, bytes], mode: int, group: Optional[int] = None,
+                   items: Optional[List[Dict[str, Any]]] = None) -> Path:
+    """
+    A ConfigMap/Secret volume as the kubelet writes it: ..<timestamp>/<path> files, ..data, one symlink per
+    top-level name. With ``items``, only those keys, each at its ``path`` (which may hold folders).
+    """
+    shutil.rmtree(folder, ignore_errors=True)
+    stamp = folder / time.strftime("..%Y_%m_%d_%H_%M_%S.000000000")
+    stamp.mkdir(parents=True)
+    files = {item["path"]: data[item["key"]] for item in items} if items else data
+    for path, content in files.items():
+        (stamp / path).parent.mkdir(parents=True, exist_ok=True)
+        (stamp / path).write_bytes(content)
+        os.chmod(stamp / path, mode)
+        if group is not None:
+            os.chown(stamp / path, 0, group)
+    os.symlink(stamp.name, folder / "..data")
+    for top in sorted({path.split("/", 1)[0] for path in files}):
+        os.symlink(f"..data/{top}", folder / top)
+    folder.chmod(0o755)
+    return folder
+
+
+def volume_folders(objects: List[Dict[str, Any]], run: Path) -> Dict[str, Path]:
+    """Every ConfigMap and Secret of the rendered chart, laid out once: name -> folder."""
+    folders = {}
+    for obj in objects:
+        if obj["kind"] == "ConfigMap":
+            data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
+            folders[obj["metadata"]["name"]] = kubelet_layout(run / obj["metadata"]["name"], data, 0o644)
+        elif obj["kind"] == "Secret":
+            data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+            folders[obj["metadata"]["name"]] = (run / obj["metadata"]["name"], data)  # type: ignore[assignment]
+    return folders
+
+
+def pods(objects: List[Dict[str, Any]]) -> List[Tuple[str, str, Dict[str, Any]]]:
+    """(kind, component, pod spec) of every workload and Job."""
+    found = []
+    for obj in objects:
+        if obj["kind"] in {"Deployment", "DaemonSet", "StatefulSet", "Job"}:
+            component = obj["metadata"]["labels"].get("app.kubernetes.io/component", obj["metadata"]["name"])
+            found.append((obj["kind"], component, obj["spec"]["template"]["spec"]))
+    return found
+
+
+def podman_args(pod: Dict[str, Any], container: Dict[str, Any], folders: Dict[str, Any], run: Path,
+                name: str) -> List[str]:
+    """`podman run` options for one rendered container; the image and its command come last."""
+    args = ["--name", name, "--network", f"container:{NAME}-sandbox", "--ulimit", "host"]
+    for var in container.get("env", []):
+        if "value" in var:
+            args += ["--env", f"{var['name']}={var['value']}"]
+        elif "fieldRef" in var.get("valueFrom", {}):
+            field = var["valueFrom"]["fieldRef"]["fieldPath"]
+            value = {"status.podIP": "127.0.0.1", "spec.nodeName": "ctest-node", "metadata.name": name}[field]
+            args += ["--env", f"{var['name']}={value}"]
+        elif "secretKeyRef" in var.get("valueFrom", {}):
+            ref = var["valueFrom"]["secretKeyRef"]
+            args += ["--env", f"{var['name']}={folders[ref['name']][1][ref['key']].decode()}"]
+    security = container.get("securityContext", {})
+    if security.get("privileged"):
+        args.append("--privileged")
+    if "runAsUser" in security:
+        args += ["--user", str(security["runAsUser"])]
+    if security.get("readOnlyRootFilesystem"):
+        args.append("--read-only")
+    fs_group = pod.get("securityContext", {}).get("fsGroup")
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes.get(mount["name"], {})
+        ro = ":ro" if mount.get("readOnly") else ""
+        if "configMap" in volume:
+            source = folders[volume["configMap"]["name"]]
+        elif "secret" in volume:
+            secret_name = volume["secret"]["secretName"]
+            folder, data = folders[secret_name]
+            mode = volume["secret"].get("defaultMode", 0o644)
+            items = volume["secret"].get("items")
+            if items:  # a projection of some keys: a folder of its own
+                folder = folder.with_name(f"{folder.name}-{mount['name']}")
+            source = kubelet_layout(folder, data, mode, fs_group, items)
+        else:  # a claim, hostPath or emptyDir: an empty folder of this run
+            source = run / "volumes" / name / mount["name"]
+            source.mkdir(parents=True, exist_ok=True)
+            if fs_group is not None:
+                os.chown(source, 0, fs_group)
+                source.chmod(0o2775)
+        args += ["--volume", f"{source}:{mount['mountPath']}{ro}"]
+    if container.get("command"):
+        args += ["--entrypoint", json.dumps(container["command"])]
+    return args
+
+
+def start(pod: Dict[str, Any], folders: Dict[str, Any], run: Path, name: str, image: str) -> bool:
+    (container,) = pod["containers"]
+    podman("rm", "--force", "--ignore", "--time", "0", name)
+    args = podman_args(pod, container, folders, run, name)
+    result = podman("run", "-d", *args, image, *container.get("args", []))
+    containers.append(name)
+    return check(result.returncode == 0, f"{name}: container starts with the rendered command",
+                 result.stderr)
+
+
+def logs(name: str) -> str:
+    result = podman("logs", name)
+    return str(result.stdout) + str(result.stderr)
+
+
+def events(text: str) -> List[Dict[str, Any]]:
+    found = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                found.append(json.loads(line))
+    return found
+
+
+def sandbox_pid() -> str:
+    return str(podman("inspect", "--format", "{{.State.Pid}}", f"{NAME}-sandbox", check_rc=True).stdout).strip()
+
+
+def http_get(port: int, path: str) -> Tuple[int, str]:
+    """GET from inside the sandbox's network namespace (nsenter runs this script's own Python there)."""
+    code = ("import sys, urllib.request, urllib.error\n"
+            "try:\n r = urllib.request.urlopen(sys.argv[1], timeout=20); print(r.status); print(r.read(400))\n"
+            "except urllib.error.HTTPError as e:\n print(e.code); print(e.read(400))\n")
+    result = subprocess.run(["nsenter", "-t", sandbox_pid(), "-n", sys.executable, "-c", code,
+                             f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        return 0, result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+    status, _, body = result.stdout.partition("\n")
+    return int(status), body
+
+
+def tcp_open(port: int) -> bool:
+    code = "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2).close()"
+    return subprocess.run(["nsenter", "-t", sandbox_pid(), "-n", sys.executable, "-c", code, str(port)],
+                          capture_output=True).returncode == 0
+
+
+def running(name: str) -> bool:
+    return str(podman("inspect", "--format", "{{.State.Running}}", name).stdout).strip() == "true"
+
+
+def wait_api(name: str, port: int, path: str, statuses: Tuple[int, ...]) -> bool:
+    deadline = time.monotonic() + WAIT_API
+    last: Tuple[int, str] = (0, "")
+    while time.monotonic() < deadline and running(name):
+        if tcp_open(port):
+            last = http_get(port, path)
+            if last[0] in statuses:
+                return check(True, f"{name}: GET {path} answers {last[0]} ({last[1][:80]})")
+        time.sleep(2)
+    return check(False, f"{name}: GET {path} answers one of {statuses}",
+                 f"last answer {last}; running {running(name)}\n{logs(name)[-2500:]}")
+
+
+def processes(name: str) -> List[Tuple[int, str]]:
+    """(real uid, cmdline) of every process of a container, from its /proc (images/test/inside.py procs)."""
+    probe = (REPO / "images" / "test" / "inside.py").read_text()
+    env = dict(os.environ, CONTAINERS_CONF=str(REPO / "images" / "test" / "containers.conf"))
+    result = subprocess.run([*PODMAN, "exec", "-i", name, "python3", "-", "procs"], input=probe,
+                            capture_output=True, text=True, timeout=60, env=env)
+    found = []
+    for line in result.stdout.splitlines():
+        fields = line.split(" ", 4)
+        if len(fields) == 5 and fields[2].isdigit():
+            found.append((int(fields[2]), fields[4]))
+    return found
+
+
+def image_uid(image: str, user: str) -> int:
+    result = podman("run", "--rm", "--network", "none", "--ulimit", "host", "--entrypoint",
+                    '["id", "-u", "' + user + '"]', image)
+    return int(result.stdout.strip() or -1)
+
+
+def stop(name: str) -> None:
+    podman("rm", "--force", "--ignore", "--time", "3", name)
+
+
+def start_infra(charts: Path, vals: Dict[str, Any], run: Path) -> bool:
+    """The umbrella's database (mariadb or postgres), rabbitmq and memcached: their charts' pods, images/."""
+    ok = True
+    umbrella = yaml.safe_load((REPO / "charts" / "openstack" / "values.yaml").read_text())
+    database = ("mariadb", 3306) if umbrella["mariadb"]["enabled"] else ("postgres", 5432)
+    for chart, probe in (database, ("rabbitmq", 5672), ("memcached", 11211)):
+        objects = render(charts / chart, vals)
+        folders = volume_folders(objects, run / chart)
+        ((_, _, pod),) = pods(objects)
+        name = f"{NAME}-{chart}"
+        if not start(pod, folders, run / chart, name, f"{PREFIX}-{chart}:{TAG}"):
+            return False
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and running(name) and not tcp_open(probe):
+            time.sleep(1)
+        ok = check(tcp_open(probe), f"{chart}: listens on its chart's port {probe} (image {PREFIX}-{chart})",
+                   logs(name)) and ok
+        # The chart's exec probes run in the image (its healthcheck.sh, pg_isready, rabbitmq-diagnostics).
+        (container,) = pod["containers"]
+        for kind in ("readinessProbe", "livenessProbe"):
+            command = container.get(kind, {}).get("exec", {}).get("command")
+            if command:
+                deadline = time.monotonic() + 90
+                result = podman("exec", name, *command, timeout=60)
+                while result.returncode != 0 and time.monotonic() < deadline:
+                    time.sleep(2)
+                    result = podman("exec", name, *command, timeout=60)
+                ok = check(result.returncode == 0, f"{chart}: the chart's {kind} `{' '.join(command)}` succeeds",
+                           result.stdout + result.stderr) and ok
+    # postgres answers on its port before the init scripts ran only on a second start; wait for the roles.
+    return ok
+
+
+def check_patches(service: str, image: str, folders: Dict[str, Any], run: Path, pod: Dict[str, Any]) -> None:
+    (container,) = pod["containers"]
+    name = f"{NAME}-{service}-check-patches"
+    args = podman_args(pod, container, folders, run, name)
+    entry = args.index("--entrypoint")
+    del args[entry:entry + 2]
+    podman("rm", "--force", "--ignore", name)
+    result = podman("run", "--rm", *args, image, "check-patches", "--json")
+    try:
+        report = json.loads(result.stdout)
+        items = report.get("patches", []) if isinstance(report, dict) else []
+    except ValueError:
+        check(False, f"{service}: kolla-entry check-patches --json in the image", result.stdout + result.stderr)
+        return
+    statuses = {str(i.get("patch", "")).rsplit("/", 1)[-1]: i.get("status") for i in items}
+    bad = {p: s for p, s in statuses.items()
+           if not (s == "applicable" or (s == "skipped" and not p.split("-", 1)[-1].startswith(service)))}
+    check(result.returncode == 0 and not bad,
+          f"{service}: check-patches: {len(statuses)} patch(es), every one applicable or another service's "
+          f"({', '.join(f'{p} {s}' for p, s in sorted(statuses.items())) or 'none in this chart'})",
+          f"exit {result.returncode}, {bad}\n{result.stderr}")
+
+
+def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, keep_api: bool) -> None:
+    image = f"{PREFIX}-{service}:{TAG}"
+    if podman("image", "exists", image).returncode != 0:
+        check(False, f"{service}: image {image} exists (make images SERVICES={service})")
+        return
+    objects = render(charts / service, {**vals, **chart_secrets(service)})
+    folders = volume_folders(objects, run / service)
+    config = {k: json.loads(v) for obj in objects if obj["kind"] == "ConfigMap"
+              and obj["metadata"]["name"] == f"{service}-config" for k, v in obj["data"].items()
+              if k.endswith(".json")}
+    workloads = pods(objects)
+    # /usr/share/python-wheels: Debian's python3-venv (ensurepip's pip and setuptools), not a leftover.
+    leftovers = podman("run", "--rm", "--network", "none", "--ulimit", "host", "--entrypoint", '["sh", "-c"]', image,
+                       "find / -xdev -path /usr/share/python-wheels -prune -o \\( -name '*.whl'"
+                       " -o -path /root/.cache -o -path /tmp/wheels \\) -print;"
+                       " for t in gcc cc make; do command -v $t; done; true")
+    check(leftovers.returncode == 0 and leftovers.stdout.strip() == "",
+          f"{service}: no wheel, pip cache or compiler left in the image", leftovers.stdout + leftovers.stderr)
+    check_patches(service, image, folders, run / service, workloads[0][2])
+    api_component, path, statuses = API[service]
+    for kind, component, pod in sorted(workloads, key=lambda w: (w[0] != "Job", w[1] != api_component)):
+        name = f"{NAME}-{service}-{component}"
+        if not start(pod, folders, run / service, name, image):
+            continue
+        if kind == "Job":
+            result = podman("wait", name, timeout=600)
+            code = result.stdout.strip()
+            check(code == "0", f"{name}: the db-sync Job's command exits 0", f"exit {code}\n{logs(name)[-3000:]}")
+            stop(name)
+            continue
+        if component == api_component:
+            port = int(pod["containers"][0]["ports"][0]["containerPort"])
+            if wait_api(name, port, path, statuses):
+                user = config[f"{component}.json"]["user"]
+                uid = image_uid(image, user)
+                procs = [(u, c) for u, c in processes(name) if not c.startswith(("dumb-init", "python3 -"))]
+                check(bool(procs) and all(u == uid for u, _ in procs) and not any("kolla-entry" in c for _, c in procs),
+                      f"{name}: the service runs as {user} ({uid}), kolla-entry exec'd it",
+                      str(processes(name)))
+            continue
+        deadline = time.monotonic() + WAIT_COMPONENT
+        seen: List[Dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            seen = events(logs(name))
+            if any(e.get("event") in {"exec", "dependency_waiting"} for e in seen) or not running(name):
+                break
+            time.sleep(1)
+        names = [e.get("event") for e in seen]
+        command = config[f"{component}.json"]["command"].split()[0]
+        if "exec" in names:
+            (event,) = [e for e in seen if e.get("event") == "exec"]
+            user = config[f"{component}.json"]["user"]
+            check(event.get("command", [""])[0] == command and event.get("user") == user
+                  and event.get("uid") == image_uid(image, user),
+                  f"{name}: kolla-entry exec'd {command} as {user}", logs(name)[-2000:])
+        else:
+            waiting = [e for e in seen if e.get("event") == "dependency_waiting"]
+            check(bool(waiting) and running(name),
+                  f"{name}: stops at kolla-entry's dependency wait "
+                  f"({waiting[0].get('dependency') if waiting else '?'}, not in this test)", logs(name)[-2000:])
+        stop(name)
+    # The main API served the other components' dependencies; keystone's stays up for the next services.
+    if not keep_api:
+        stop(f"{NAME}-{service}-{api_component}")
+
+
+def main(argv: List[str]) -> int:
+    services = ALL if argv in (["all"], []) and os.environ.get("SERVICES", "all") == "all" else \
+        (argv or os.environ.get("SERVICES", "").split())
+    if services == ["all"]:
+        services = ALL
+    started = time.monotonic()
+    WORK.mkdir(parents=True, exist_ok=True)
+    run = WORK / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir()
+    # Containers an interrupted run left behind; the sandbox last (the others use its network namespace).
+    names = podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    for old in sorted(names, key=lambda n: n.endswith("-sandbox")):
+        if old.startswith(NAME + "-"):
+            podman("rm", "--force", "--time", "0", old)
+    charts = build_charts()
+    words = {k: secrets.token_hex(12) for k in ["database_root_password", "rabbitmq_password",
+                                                "memcache_secret_key", "metadata_secret"]}
+    for service in ALL:
+        words[f"{service}_database_password"] = secrets.token_hex(12)
+        words[f"{service}_keystone_password"] = secrets.token_hex(12)
+    vals = values(words)
+    sandbox = podman("run", "-d", "--name", f"{NAME}-sandbox", "--network", "none", "--ulimit", "host",
+                     "--entrypoint", '["sleep", "infinity"]', f"{PREFIX}-base:{TAG}")
+    containers.append(f"{NAME}-sandbox")
+    try:
+        if not check(sandbox.returncode == 0, "sandbox: one network namespace, loopback only", sandbox.stderr):
+            return 1
+        if start_infra(charts, vals, run):
+            order = ["keystone"] + [s for s in services if s != "keystone"]
+            for service in order:
+                if service == "keystone" or service in services:
+                    test_service(service, charts, vals, run, keep_api=service == "keystone")
+    finally:
+        if not os.environ.get("KEEP"):
+            for name in reversed(containers):
+                podman("rm", "--force", "--ignore", "--time", "10", name)
+    failed = sum(1 for ok, _ in results if not ok)
+    print(f"{len(results) - failed} passed, {failed} failed ({time.monotonic() - started:.0f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
