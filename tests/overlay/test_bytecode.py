@@ -21,6 +21,9 @@ from typing import Dict, Optional
 import pytest
 from structlog.testing import capture_logs
 
+from kolla_entry.overlay.layout import plan_layout
+from kolla_entry.patching.bytecode import Pyc
+from kolla_entry.patching.transaction import FileChange
 from tests.helpers import bytecode_mode, bytecode_of
 from tests.overlay.kit import Box, make_box
 
@@ -182,3 +185,19 @@ def test_the_state_file_shows_import_ready_per_file_as_in_place(tmp_path: Path) 
     files = {f["path"]: f.get("bytecode") for p in section["patches"] for f in p["files"]}
     assert files == {"pkg/mod.py": "import-ready", "pkg/gone.py": None, "pkg/new.py": "import-ready",
                      "top.py": "import-ready"}
+
+
+def test_a_pyc_is_placed_beside_the_overlays_copy_of_its_module() -> None:
+    """The pycache plan names the image's physical folder (through an in-image folder link); the overlay mirrors
+    the path the patch names, and a top-level module's pyc gets a __pycache__ at the root of the tree."""
+    def pyc(path: str, source: str) -> FileChange:
+        return FileChange(path, None, bytecode=Pyc(source, b"code", b"\0\0\r\n", "timestamp"))
+
+    listings = {"": ["pkg", "top.py"], "pkg": ["__init__.py", "link", "real"], "pkg/link": ["mod.py", "other.py"]}
+    layout = plan_layout([FileChange("pkg/link/mod.py", NEW), FileChange("top.py", NEW)], "/image",
+                         lambda folder: listings.get(folder),
+                         [pyc(f"pkg/real/__pycache__/mod.{TAG}.pyc", "pkg/link/mod.py"),
+                          pyc(f"__pycache__/top.{TAG}.pyc", "top.py"),
+                          pyc(f"pkg/__pycache__/gone.{TAG}.pyc", "pkg/gone.py")])
+    assert [c.path for c in layout.bytecode] == [f"__pycache__/top.{TAG}.pyc", f"pkg/link/__pycache__/mod.{TAG}.pyc"]
+    assert {"__pycache__", "pkg/link/__pycache__"} <= set(layout.dirs)
