@@ -199,6 +199,13 @@ bytecode_check() {  # WHEN
     else
         fail "$1: the hot-fixed module loads from its pyc in the overlay" "$seen"$'\n'"$(cat "$RUN/bytecode.err")"
     fi
+    # The service (the overlay's owner) could have written that pyc itself: it must be kolla-entry's, recorded
+    # in the generation's manifest (a reuse checks it against the module and its code).
+    expect "$1: that pyc is kolla-entry's (in the generation's manifest)" "$("$PY" -c '
+import json, sys
+tree = json.load(open(sys.argv[1]))["tree"]
+print(sorted(p.split("/__pycache__/")[0] for p in tree["bytecode"] if "/flask/__pycache__/application." in p))
+' "$RUN/overlay/current/manifest.json" 2>&1)" "['keystone/server/flask']"
 }
 
 patch_step() {  # LOGS: the patches run_step event's outcome fields and duration
