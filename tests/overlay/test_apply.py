@@ -169,6 +169,8 @@ def test_what_an_overlay_cannot_serve_is_a_conflict_naming_the_file(tmp_path: Pa
     served = box.overlay / "current" / "site-packages" / "pkg"
     assert (served / "b.py").read_bytes() == b"B = 2\n"
     assert (served / "a.py").is_symlink()
+    # The series planned again without the refused patch keeps its compiled code: b.py gets its pyc.
+    assert skipped.import_ready == ("pkg/b.py",) and (served / "__pycache__" / f"b.{TAG}.pyc").is_file()
 
 
 def test_an_image_without_the_hook_is_refused(tmp_path: Path) -> None:
