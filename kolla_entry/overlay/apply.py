@@ -2,10 +2,12 @@
 Overlay mode's entry points: :func:`check_overlay` and :func:`apply_overlay` (issue #16).
 
 ``discover -> reuse check (manifest) -> plan against the image (kolla_entry.patching, unchanged)
--> rules (what an overlay cannot serve: conflict) -> layout -> build + switch -> report / state``.
+-> rules (what an overlay cannot serve: conflict) -> pycache (the pycs, decided as in place) -> layout
+-> build + switch -> report / state``.
 
-The image's site-packages is only read. Statuses, series semantics (``fail``/``skip``) and the compile
-check are the patch engine's own; only the commit goes to the overlay. A restart whose patches,
+The image's site-packages is only read. Statuses, series semantics (``fail``/``skip``), the compile
+check and the bytecode of the patched modules (issue #13) are the patch engine's own; only the commit
+goes to the overlay. A restart whose patches,
 options and image are unchanged reuses the current generation without planning, and reports each
 applied patch ``already-applied``, as a restart in place does.
 """
