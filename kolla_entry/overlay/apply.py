@@ -2,10 +2,12 @@
 Overlay mode's entry points: :func:`check_overlay` and :func:`apply_overlay` (issue #16).
 
 ``discover -> reuse check (manifest) -> plan against the image (kolla_entry.patching, unchanged)
--> rules (what an overlay cannot serve: conflict) -> layout -> build + switch -> report / state``.
+-> rules (what an overlay cannot serve: conflict) -> pycache (the pycs, decided as in place) -> layout
+-> build + switch -> report / state``.
 
-The image's site-packages is only read. Statuses, series semantics (``fail``/``skip``) and the compile
-check are the patch engine's own; only the commit goes to the overlay. A restart whose patches,
+The image's site-packages is only read. Statuses, series semantics (``fail``/``skip``), the compile
+check and the bytecode of the patched modules (issue #13) are the patch engine's own; only the commit
+goes to the overlay. A restart whose patches,
 options and image are unchanged reuses the current generation without planning, and reports each
 applied patch ``already-applied``, as a restart in place does.
 """
@@ -20,13 +22,13 @@ from typing import Any, Dict, List, Sequence
 
 from kolla_entry import __version__
 from kolla_entry.constants import JOURNAL_NAME
-from kolla_entry.errors import EnvironmentProblem, WriteFailed
+from kolla_entry.errors import EnvironmentProblem, PatchRefused, WriteFailed
 from kolla_entry.fs.seam import REAL, FileSystem
 from kolla_entry.log import get_logger
 from kolla_entry.overlay import build, hook, manifest
 from kolla_entry.overlay.layout import plan_layout
 from kolla_entry.overlay.rules import unservable
-from kolla_entry.patching import engine
+from kolla_entry.patching import engine, pycache
 from kolla_entry.patching.discover import discover
 from kolla_entry.patching.engine import PatchRequest
 from kolla_entry.patching.model import ALREADY_APPLIED, APPLICABLE, APPLIED, CONFLICT
@@ -92,7 +94,8 @@ def _run(request: OverlayRequest, *, dry_run: bool) -> SeriesReport:
     if not dry_run and request.patch.state_file is not None:
         _record(request, report)
     log.info("series_done", target=str(target), overlay=str(request.overlay), dry_run=dry_run,
-             written=report.written, duration_ms=round((time.monotonic() - started) * 1000, 1), **report.counts())
+             written=report.written, import_ready=len(report.import_ready),
+             duration_ms=round((time.monotonic() - started) * 1000, 1), **report.counts())
     return report
 
 
@@ -186,7 +189,8 @@ def _plan(request: PatchRequest, inputs: List[PatchInput], *, dry_run: bool) -> 
     # skip: the series without those patches, as the engine leaves out any failed patch.
     kept = run([item for item in inputs if item.name not in refused])
     by_name = {r.patch: r for r in kept.reports}
-    return SeriesPlan(tuple(refused.get(item.name) or by_name[item.name] for item in inputs), kept.changes)
+    return SeriesPlan(tuple(refused.get(item.name) or by_name[item.name] for item in inputs), kept.changes,
+                      kept.code)
 
 
 def _refuse_unservable(report: PatchReport) -> PatchReport:
@@ -215,7 +219,17 @@ def _commit(request: OverlayRequest, key: manifest.Key, report: SeriesReport, pl
             log.info("overlay_cleared", overlay=str(overlay), reason="no change to serve")
         return report
     image = os.path.realpath(target)
-    layout = plan_layout(plan.changes, image, lambda folder: _listdir(target / folder))
+    try:
+        # Decided against the image exactly as in place (its invalidation mode, its interpreter);
+        # only the pycs to write are used: the layout already leaves out every stale one.
+        bytecode = pycache.plan_bytecode(target, plan.changes, plan.code)
+    except (WriteFailed, PatchRefused) as err:
+        operation = err.operation if isinstance(err, WriteFailed) else err.status
+        log.error("commit_failed", target=str(overlay), operation=operation, file=err.file, reason=err.message,
+                  rolled_back=True)
+        return replace(report, error=str(err), error_operation=operation)
+    pycs = [c for c in bytecode.changes if c.bytecode is not None]
+    layout = plan_layout(plan.changes, image, lambda folder: _listdir(target / folder), pycs)
     facts = manifest.image_facts(target, _named_paths(plan), layout)
     document = manifest.document(key, image, facts, manifest.tree_facts(layout),
                                  [_stored(r) for r in report.patches])
@@ -229,8 +243,14 @@ def _commit(request: OverlayRequest, key: manifest.Key, report: SeriesReport, pl
         return replace(report, error=str(err), error_operation=err.operation)
     build.remove_stale(overlay, keep=generation.name, fs=request.fs)
     log.info("overlay_built", overlay=str(overlay), generation=generation.name, files=len(layout.files),
-             links=len(layout.links), hidden=len(layout.hidden))
-    return replace(report, written=True, changed_files=tuple(c.path for c in plan.changes))
+             links=len(layout.links), hidden=len(layout.hidden), bytecode=len(layout.bytecode))
+    if bytecode.reason:
+        log.warning("bytecode_not_written", reason=bytecode.reason)
+    # As in place (issue #13): how many patched modules each service process loads without compiling.
+    log.info("modules_import_ready", modules=len(bytecode.ready),
+             of=sum(1 for c in plan.changes if c.content is not None and c.path.endswith(".py")))
+    return replace(report, written=True, changed_files=tuple(c.path for c in plan.changes),
+                   import_ready=bytecode.ready)
 
 
 def _named_paths(plan: SeriesPlan) -> List[str]:

@@ -1,7 +1,7 @@
 """
 Writing the overlay: one generation per series, switched in by one atomic rename (issue #16).
 
-``layout -> generation (transaction.commit for the files, then folders and links through the seam,
+``layout -> generation (transaction.commit for the files and their pycs, then folders and links through the seam,
 then target/hidden/manifest) -> switch current -> remove older generations``::
 
     <overlay>/current -> gen-<hex>     the commit point: os.replace of a symlink
@@ -97,7 +97,9 @@ def _write_generation(generation: Path, layout: Layout, image: str, hidden: byte
     step("mkdir", str(generation), fs.mkdir, str(generation), 0o755)
     step("mkdir", str(tree), fs.mkdir, str(tree), 0o755)
     if layout.files:
-        commit(tree, layout.files, fs=fs, durable=durable)
+        # The pycs in the same commit, after their modules: each is rendered from its module's staged
+        # stat, so a timestamp pyc fits the overlay's file (the image's never applies to it).
+        commit(tree, (*layout.files, *layout.bytecode), fs=fs, durable=durable)
     for folder in layout.dirs:
         if not os.path.isdir(tree / folder):
             step("mkdir", folder, fs.mkdir, str(tree / folder), 0o755)

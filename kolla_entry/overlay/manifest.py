@@ -4,8 +4,14 @@ The overlay's manifest: what a generation was made from, and the check that lets
 ``key (options + patch set) + image facts + tree facts -> manifest.json``. A generation is reused only
 when the key is the same and every recorded fact still holds: each image file the patches name
 (path, size, sha256, or absent), the listing of each mirrored folder and of site-packages itself (a
-new package version renames its ``.dist-info``), and the overlay's own files and links (a service
-running as the same uid could have changed them). Anything else means a rebuild from scratch.
+new package version renames its ``.dist-info``), and the overlay's own files, links and bytecode (a
+service running as the same uid could have changed them). Anything else means a rebuild from scratch.
+
+The bytecode of the changed modules is checked as the import system will check it, plus its code:
+a ``timestamp`` pyc carries the mtime its overlay module got when the build wrote it, which only
+that module's mtime can match. A generation's files are never rewritten, so a reuse keeps it valid;
+a module whose mtime did change (touched, copied) makes the generation stale and a rebuild writes
+fresh bytecode, so a reused generation never leaves the service compiling, nor running other code.
 Neighbours: :mod:`kolla_entry.overlay.apply` decides, :mod:`kolla_entry.overlay.build` writes.
 """
 
@@ -21,9 +27,11 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from kolla_entry.errors import KollaEntryError
 from kolla_entry.overlay.layout import Layout
+from kolla_entry.patching import bytecode as bc
 from kolla_entry.patching import confine
 
-MANIFEST_VERSION = 1
+#: 2: the overlay's bytecode (issue #13 in overlay mode); a version-1 generation is rebuilt.
+MANIFEST_VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -87,9 +95,13 @@ def _listdir(folder: str) -> Optional[List[str]]:
 
 
 def tree_facts(layout: Layout) -> Dict[str, Any]:
-    """What the generation's tree must hold: each file's size and digest, each link, each folder's names."""
+    """
+    What the generation's tree must hold: each file's size and digest, each link, each folder's names,
+    and each pyc's header fields and code (its timestamp is the module's mtime once written: see
+    :func:`_pyc_differs`).
+    """
     names: Dict[str, List[str]] = {folder: [] for folder in ("", *layout.dirs)}
-    for change in layout.files:
+    for change in (*layout.files, *layout.bytecode):
         names.setdefault(os.path.dirname(change.path), []).append(os.path.basename(change.path))
     for path, _ in layout.links:
         names.setdefault(os.path.dirname(path), []).append(os.path.basename(path))
@@ -99,7 +111,13 @@ def tree_facts(layout: Layout) -> Dict[str, Any]:
     assert all(c.content is not None for c in layout.files)
     return {"files": {c.path: [len(c.content or b""), digest(c.content or b"")] for c in layout.files},
             "links": dict(layout.links),
-            "dirs": {folder: sorted(entries) for folder, entries in sorted(names.items())}}
+            "dirs": {folder: sorted(entries) for folder, entries in sorted(names.items())},
+            "bytecode": {c.path: _pyc_fact(c.bytecode) for c in layout.bytecode if c.bytecode is not None}}
+
+
+def _pyc_fact(pyc: bc.Pyc) -> Dict[str, Any]:
+    return {"source": pyc.source, "magic": pyc.magic.hex(), "mode": pyc.mode, "hash": pyc.source_hash.hex(),
+            "code": [len(pyc.code), digest(pyc.code)]}
 
 
 def document(key: Key, target: str, image: Dict[str, Any], tree: Dict[str, Any],
@@ -161,7 +179,33 @@ def _tree_differs(tree: Dict[str, Any], root: Path) -> Optional[str]:
         data = _read_regular(os.path.join(root, path))
         if data is None or [len(data), digest(data)] != fact:
             return f"the overlay file {path} was changed"
+    for path, pyc in tree["bytecode"].items():
+        if _pyc_differs(root, path, pyc):
+            return f"the overlay's bytecode {path} does not fit its module (changed, or the module's mtime)"
     return None
+
+
+def _pyc_differs(root: Path, path: str, fact: Dict[str, Any]) -> bool:
+    """
+    Whether the pyc at ``path`` is not what the build wrote for its module as the module is now.
+
+    Its module was checked just before (digest): the header must still be the one Python accepts for
+    it (the module's current mtime and size for ``timestamp``) and the code the compile check's.
+    """
+    data = _read_regular(os.path.join(root, path))
+    if data is None:
+        return True
+    try:
+        st = os.lstat(os.path.join(root, fact["source"]))
+    except OSError:
+        return True
+    try:
+        header = bc.pyc_bytes(b"", magic=bytes.fromhex(fact["magic"]), mode=fact["mode"], mtime=int(st.st_mtime),
+                              size=st.st_size, source_hash=bytes.fromhex(fact["hash"]))
+    except (KeyError, TypeError, ValueError):
+        return True  # a manifest not of our making: rebuild
+    body = data[bc.HEADER_SIZE:]
+    return data[:bc.HEADER_SIZE] != header or [len(body), digest(body)] != fact["code"]
 
 
 def _read_regular(path: str) -> Optional[bytes]:
@@ -183,12 +227,12 @@ def python_bytecode(folder: str, name: str, tree: Dict[str, Any]) -> bool:
     """
     Whether ``folder/name`` in a generation is bytecode the service's interpreter wrote.
 
-    Python writes the patched modules' bytecode beside them (a ``__pycache__`` entry that is not one
-    of the generation's links, or a whole ``__pycache__`` folder the layout has none of). It cannot
-    be checked cheaply, so ``build.drop_bytecode`` removes it before a reuse and it never counts as a
-    change here.
+    Python writes bytecode beside the modules it imports when it finds none it may use (a ``__pycache__``
+    entry that is neither one of the generation's links nor one of the pycs the build wrote, or a whole
+    ``__pycache__`` folder the layout has none of). It cannot be checked cheaply, so
+    ``build.drop_bytecode`` removes it before a reuse and it never counts as a change here.
     """
     path = f"{folder}/{name}" if folder else name
     if name == "__pycache__":
         return path not in tree["dirs"]
-    return os.path.basename(folder) == "__pycache__" and path not in tree["links"]
+    return os.path.basename(folder) == "__pycache__" and path not in tree["links"] and path not in tree["bytecode"]

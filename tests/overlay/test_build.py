@@ -1,7 +1,7 @@
 """
 Crash and failure safety of an overlay commit (issue #16): an I/O error at any operation, or a kill -9
 at any operation, leaves ``current`` on the old generation or the complete new one, never half; the
-next start converges.
+next start converges; the generation served always has each patched module's bytecode fitting it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from kolla_entry.fs.seam import FileSystem
 from kolla_entry.overlay.apply import apply_overlay
 from tests.faults import FaultFS, HookFS, crash_at
+from tests.helpers import bytecode_mode
 from tests.overlay.kit import Box, make_box
 
 IMAGE = {"pkg/__init__.py": b"", "pkg/a.py": b"A = 1\n", "pkg/b.py": b"B = 1\n", "pkg/c.py": b"C = 1\n"}
@@ -25,11 +26,14 @@ NEW = {"pkg/a.py": b"A = 2\n", "pkg/b.py": b"B = 2\n", "pkg/c.py": None}
 
 
 def _served(box: Box) -> Dict[str, Optional[bytes]]:
+    """What the current generation serves; each of its own modules must have a pyc that fits it (issue #13)."""
     tree = box.overlay / "current" / "site-packages"
     result: Dict[str, Optional[bytes]] = {}
     for rel in ("pkg/a.py", "pkg/b.py", "pkg/c.py"):
         path = tree / rel
         result[rel] = path.read_bytes() if path.exists() else None
+        if path.exists() and not path.is_symlink():
+            assert bytecode_mode(tree, rel) == "timestamp", f"{rel} served without its fitting pyc"
     return result
 
 
