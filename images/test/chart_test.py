@@ -19,8 +19,9 @@ of charts/postgres, charts/rabbitmq and charts/memcached the same way (their env
 mounts). Keystone runs first when another service is tested (their APIs wait for the identity endpoint).
 
 Checks per service: `kolla-entry check-patches --json` in the image with the chart's patches (every patch
-applicable, or skipped when it is another service's); the db-sync Job exits 0; the main API answers its
-version document over HTTP; its worker processes run as the config.json user; every other component's
+applicable, or skipped when it is another service's); every Job (db-sync, keystone's bootstrap, the
+registration) exits 0; the main API answers its version document over HTTP, with the X-Kolla-Hotfix header
+of the chart's example hot-fix; its worker processes run as the config.json user; every other component's
 command gets exec'd by kolla-entry (its `exec` event) or, when a dependency it needs is not in this test,
 kolla-entry's dependency wait is where it stops (its `dependency_waiting` event, never a crash).
 
@@ -407,7 +408,7 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
         if kind == "Job":
             result = podman("wait", name, timeout=600)
             code = result.stdout.strip()
-            check(code == "0", f"{name}: the db-sync Job's command exits 0", f"exit {code}\n{logs(name)[-3000:]}")
+            check(code == "0", f"{name}: the {component} Job's command exits 0", f"exit {code}\n{logs(name)[-3000:]}")
             stop(name)
             continue
         if component == api_component:
@@ -467,7 +468,8 @@ def main(argv: List[str]) -> int:
             podman("rm", "--force", "--time", "0", old)
     charts = build_charts()
     words = {k: secrets.token_hex(12) for k in ["database_root_password", "rabbitmq_password",
-                                                "memcache_secret_key", "metadata_secret"]}
+                                                "memcache_secret_key", "metadata_secret",
+                                                "keystone_admin_password"]}
     for service in ALL:
         words[f"{service}_database_password"] = secrets.token_hex(12)
         words[f"{service}_keystone_password"] = secrets.token_hex(12)
