@@ -19,8 +19,9 @@ of charts/postgres, charts/rabbitmq and charts/memcached the same way (their env
 mounts). Keystone runs first when another service is tested (their APIs wait for the identity endpoint).
 
 Checks per service: `kolla-entry check-patches --json` in the image with the chart's patches (every patch
-applicable, or skipped when it is another service's); the db-sync Job exits 0; the main API answers its
-version document over HTTP; its worker processes run as the config.json user; every other component's
+applicable, or skipped when it is another service's); every Job (db-sync, keystone's bootstrap, the
+registration) exits 0; the main API answers its version document over HTTP, with the X-Kolla-Hotfix header
+of the chart's example hot-fix; its worker processes run as the config.json user; every other component's
 command gets exec'd by kolla-entry (its `exec` event) or, when a dependency it needs is not in this test,
 kolla-entry's dependency wait is where it stops (its `dependency_waiting` event, never a crash).
 
@@ -49,7 +50,9 @@ REPO = Path(__file__).resolve().parents[2]
 WORK = REPO / "work" / "images" / "chart-test"
 PREFIX = os.environ.get("IMAGE_PREFIX", "localhost/kolla-entry")
 TAG = os.environ.get("IMAGE_TAG", "latest")
-NAME = "kolla-entry-cht"
+# Container names: a run with another IMAGE_TAG (another worktree, sharing this machine's podman) has its own,
+# so that neither removes the other's containers as leftovers of an interrupted run.
+NAME = "kolla-entry-cht" if TAG == "latest" else f"kolla-entry-{TAG}-cht"
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
 ALL = ["keystone", "placement", "glance", "nova", "neutron", "cinder", "barbican", "designate", "ironic",
        "manila", "horizon"]
@@ -252,17 +255,19 @@ def sandbox_pid() -> str:
     return str(podman("inspect", "--format", "{{.State.Pid}}", f"{NAME}-sandbox", check_rc=True).stdout).strip()
 
 
-def http_get(port: int, path: str) -> Tuple[int, str]:
-    """GET from inside the sandbox's network namespace (nsenter runs this script's own Python there)."""
+def http_get(port: int, path: str) -> Tuple[int, str, str]:
+    """GET from inside the sandbox's network namespace (nsenter runs this script's own Python there):
+    status, the start of the body, and the X-Kolla-Hotfix response header ("" when absent)."""
     code = ("import sys, urllib.request, urllib.error\n"
-            "try:\n r = urllib.request.urlopen(sys.argv[1], timeout=20); print(r.status); print(r.read(400))\n"
-            "except urllib.error.HTTPError as e:\n print(e.code); print(e.read(400))\n")
+            "try:\n r = urllib.request.urlopen(sys.argv[1], timeout=20)\n"
+            "except urllib.error.HTTPError as e:\n r = e\n"
+            "print(r.status); print(r.headers.get('X-Kolla-Hotfix', '')); print(r.read(400))\n")
     result = subprocess.run(["nsenter", "-t", sandbox_pid(), "-n", sys.executable, "-c", code,
                              f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
-        return 0, result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
-    status, _, body = result.stdout.partition("\n")
-    return int(status), body
+        return 0, result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "", ""
+    status, hotfix, body = result.stdout.split("\n", 2)
+    return int(status), body, hotfix
 
 
 def tcp_open(port: int) -> bool:
@@ -275,14 +280,20 @@ def running(name: str) -> bool:
     return str(podman("inspect", "--format", "{{.State.Running}}", name).stdout).strip() == "true"
 
 
-def wait_api(name: str, port: int, path: str, statuses: Tuple[int, ...]) -> bool:
+def wait_api(name: str, port: int, path: str, statuses: Tuple[int, ...], hotfix: str) -> bool:
+    """The API answers; with ``hotfix`` (the name of the chart's patch that tags responses), its answer
+    carries ``X-Kolla-Hotfix: <hotfix>``: the patch kolla-entry applied is the code that runs."""
     deadline = time.monotonic() + WAIT_API
-    last: Tuple[int, str] = (0, "")
+    last: Tuple[int, str, str] = (0, "", "")
     while time.monotonic() < deadline and running(name):
         if tcp_open(port):
             last = http_get(port, path)
             if last[0] in statuses:
-                return check(True, f"{name}: GET {path} answers {last[0]} ({last[1][:80]})")
+                ok = check(True, f"{name}: GET {path} answers {last[0]} ({last[1][:80]})")
+                if hotfix:
+                    ok = check(last[2] == hotfix, f"{name}: the answer carries X-Kolla-Hotfix: {hotfix} "
+                               "(the chart's hot-fix patch is what runs)", f"header {last[2]!r}") and ok
+                return ok
         time.sleep(2)
     return check(False, f"{name}: GET {path} answers one of {statuses}",
                  f"last answer {last}; running {running(name)}\n{logs(name)[-2500:]}")
@@ -360,8 +371,10 @@ def check_patches(service: str, image: str, folders: Dict[str, Any], run: Path, 
         check(False, f"{service}: kolla-entry check-patches --json in the image", result.stdout + result.stderr)
         return
     statuses = {str(i.get("patch", "")).rsplit("/", 1)[-1]: i.get("status") for i in items}
+    # The service's own header patch (checked on the API's answer) must apply, never be skipped.
     bad = {p: s for p, s in statuses.items()
-           if not (s == "applicable" or (s == "skipped" and not p.split("-", 1)[-1].startswith(service)))}
+           if not (s == "applicable" or (s == "skipped" and not p.split("-", 1)[-1].startswith(service)
+                                         and not p.endswith("-x-kolla-hotfix-header.patch")))}
     check(result.returncode == 0 and not bad,
           f"{service}: check-patches: {len(statuses)} patch(es), every one applicable or another service's "
           f"({', '.join(f'{p} {s}' for p, s in sorted(statuses.items())) or 'none in this chart'})",
@@ -395,12 +408,16 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
         if kind == "Job":
             result = podman("wait", name, timeout=600)
             code = result.stdout.strip()
-            check(code == "0", f"{name}: the Job's command exits 0", f"exit {code}\n{logs(name)[-3000:]}")
+            check(code == "0", f"{name}: the {component} Job's command exits 0", f"exit {code}\n{logs(name)[-3000:]}")
             stop(name)
             continue
         if component == api_component:
             port = int(pod["containers"][0]["ports"][0]["containerPort"])
-            if wait_api(name, port, path, statuses):
+            # The chart's patch that tags the API's answers (patches/<service>/*-x-kolla-hotfix-header.patch).
+            patches = folders.get(f"{service}-patches")
+            tagged = sorted(p.name[:-len(".patch")] for p in patches.glob("*-x-kolla-hotfix-header.patch")) \
+                if isinstance(patches, Path) else []
+            if wait_api(name, port, path, statuses, tagged[0] if tagged else ""):
                 user = config[f"{component}.json"]["user"]
                 uid = image_uid(image, user)
                 procs = [(u, c) for u, c in processes(name) if not c.startswith(("dumb-init", "python3 -"))]
