@@ -190,14 +190,25 @@ def podman_args(pod: Dict[str, Any], container: Dict[str, Any], folders: Dict[st
         elif "secretKeyRef" in var.get("valueFrom", {}):
             ref = var["valueFrom"]["secretKeyRef"]
             args += ["--env", f"{var['name']}={folders[ref['name']][1][ref['key']].decode()}"]
-    security = container.get("securityContext", {})
+    # The pod's securityContext, overridden field by field by the container's (as the kubelet merges them).
+    security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
     if security.get("privileged"):
         args.append("--privileged")
     if "runAsUser" in security:
-        args += ["--user", str(security["runAsUser"])]
+        group = f":{security['runAsGroup']}" if "runAsGroup" in security else ""
+        args += ["--user", f"{security['runAsUser']}{group}"]
     if security.get("readOnlyRootFilesystem"):
-        args.append("--read-only")
+        # No podman tmpfs on /run, /tmp, /var/tmp: a pod gets only its own volumes.
+        args += ["--read-only", "--read-only-tmpfs=false"]
+    if security.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    for cap in security.get("capabilities", {}).get("drop", []):
+        args += ["--cap-drop", cap]
+    for cap in security.get("capabilities", {}).get("add", []):
+        args += ["--cap-add", cap]
     fs_group = pod.get("securityContext", {}).get("fsGroup")
+    if fs_group is not None:
+        args += ["--group-add", str(fs_group)]
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
         volume = volumes.get(mount["name"], {})
@@ -222,6 +233,17 @@ def podman_args(pod: Dict[str, Any], container: Dict[str, Any], folders: Dict[st
     if container.get("command"):
         args += ["--entrypoint", json.dumps(container["command"])]
     return args
+
+
+def check_overlay(name: str, pod: Dict[str, Any]) -> None:
+    """A hardened pod (read-only root): kolla-entry chose overlay mode (its patches step names the overlay)."""
+    (container,) = pod["containers"]
+    if not container.get("securityContext", {}).get("readOnlyRootFilesystem"):
+        return
+    steps = [e for e in events(logs(name)) if e.get("event") == "run_step" and e.get("step") == "patches"]
+    check(bool(steps) and all(e.get("overlay") == "/var/lib/kolla-entry/overlay" for e in steps),
+          f"{name}: hardened (read-only root, uid {pod['securityContext'].get('runAsUser')}, no capabilities): "
+          "kolla-entry chose overlay mode", logs(name)[-2000:])
 
 
 def start(pod: Dict[str, Any], folders: Dict[str, Any], run: Path, name: str, image: str) -> bool:
@@ -396,6 +418,7 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
             result = podman("wait", name, timeout=600)
             code = result.stdout.strip()
             check(code == "0", f"{name}: the db-sync Job's command exits 0", f"exit {code}\n{logs(name)[-3000:]}")
+            check_overlay(name, pod)
             stop(name)
             continue
         if component == api_component:
@@ -407,6 +430,7 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
                 check(bool(procs) and all(u == uid for u, _ in procs) and not any("kolla-entry" in c for _, c in procs),
                       f"{name}: the service runs as {user} ({uid}), kolla-entry exec'd it",
                       str(processes(name)))
+                check_overlay(name, pod)
             continue
         deadline = time.monotonic() + WAIT_COMPONENT
         seen: List[Dict[str, Any]] = []
@@ -423,6 +447,7 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
             check(event.get("command", [""])[0] == command and event.get("user") == user
                   and event.get("uid") == image_uid(image, user),
                   f"{name}: kolla-entry exec'd {command} as {user}", logs(name)[-2000:])
+            check_overlay(name, pod)
         else:
             waiting = [e for e in seen if e.get("event") == "dependency_waiting"]
             check(bool(waiting) and running(name),
