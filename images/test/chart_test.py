@@ -7,9 +7,11 @@ every pod the chart renders is run with podman as the kubelet would run it:
 - the config ConfigMap, the Secret and the patches ConfigMap are laid out as the kubelet mounts them (a
   timestamped folder, a `..data` symlink to it, one symlink per key), read-only, the Secret mode 0400;
 - the container gets exactly the rendered `command` (as its entrypoint, no args), `env` (fieldRefs filled
-  with the sandbox's values), the user the image runs as when the pod sets none, `privileged` when the
-  securityContext sets it, and the Secret/ConfigMap volumes of its volumeMounts (hostPath and other
-  volumes become empty folders);
+  with the sandbox's values), the user the image runs as when the pod sets none, else the merged pod and
+  container securityContext (runAsUser:runAsGroup, fsGroup as an extra group, `privileged`,
+  readOnlyRootFilesystem as `--read-only` without podman's own tmpfs, capability drops/adds,
+  allowPrivilegeEscalation false as no-new-privileges), and the Secret/ConfigMap volumes of its volumeMounts
+  (hostPath and other volumes, emptyDirs included, become empty folders owned by the fsGroup);
 - all containers share one network namespace with nothing but a loopback (like one pod): the charts'
   endpoints are pointed at 127.0.0.1 with their own ports, nothing can collide with the host's ports, and
   nothing leaves the machine.
@@ -22,7 +24,8 @@ Checks per service: `kolla-entry check-patches --json` in the image with the cha
 applicable, or skipped when it is another service's); the db-sync Job exits 0; the main API answers its
 version document over HTTP; its worker processes run as the config.json user; every other component's
 command gets exec'd by kolla-entry (its `exec` event) or, when a dependency it needs is not in this test,
-kolla-entry's dependency wait is where it stops (its `dependency_waiting` event, never a crash).
+kolla-entry's dependency wait is where it stops (its `dependency_waiting` event, never a crash); in a hardened
+pod (read-only root) that started, kolla-entry chose overlay mode (its patches step names the overlay).
 
 Prints one PASS/FAIL line per check and `N passed, N failed`; exit status 1 on any failure.
 """
@@ -143,9 +146,10 @@ def kubelet_layout(folder: Path, data: Dict[str, bytes], mode: int, group: Optio
     for path, content in files.items():
         (stamp / path).parent.mkdir(parents=True, exist_ok=True)
         (stamp / path).write_bytes(content)
-        os.chmod(stamp / path, mode)
-        if group is not None:
+        if group is not None:  # the kubelet's fsGroup rule: the group owns it and may read it (mode | 0440)
             os.chown(stamp / path, 0, group)
+            mode |= 0o440
+        os.chmod(stamp / path, mode)
     os.symlink(stamp.name, folder / "..data")
     for top in sorted({path.split("/", 1)[0] for path in files}):
         os.symlink(f"..data/{top}", folder / top)
@@ -417,7 +421,7 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
         if kind == "Job":
             result = podman("wait", name, timeout=600)
             code = result.stdout.strip()
-            check(code == "0", f"{name}: the db-sync Job's command exits 0", f"exit {code}\n{logs(name)[-3000:]}")
+            check(code == "0", f"{name}: the db-sync Job's command exits 0", f"{logs(name)[-2900:]}\nexit {code}")
             check_overlay(name, pod)
             stop(name)
             continue

@@ -72,7 +72,8 @@ def restricted_violations(pod: Dict[str, Any]) -> List[str]:
         # Restricted: no escalation, non-root, capabilities dropped.
         if sc.get("allowPrivilegeEscalation") is not False:
             bad.append(f"{where}: allowPrivilegeEscalation is not false")
-        if sc.get("runAsNonRoot") is False or (sc.get("runAsNonRoot") is not True and psc.get("runAsNonRoot") is not True):
+        non_root = sc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+        if non_root is not True:
             bad.append(f"{where}: runAsNonRoot is not true")
         caps = sc.get("capabilities") or {}
         if "ALL" not in (caps.get("drop") or []):
@@ -164,7 +165,7 @@ def test_hardened_pods_are_exactly_the_unprivileged_ones(region: List[Dict[str, 
         seen.add(key)
         expected = key not in PRIVILEGED and key[0] not in UNHARDENED_CHARTS
         assert claims_hardening(pod) == expected, obj["metadata"]["name"]
-    assert PRIVILEGED <= seen, PRIVILEGED - seen
+    assert seen >= PRIVILEGED, PRIVILEGED - seen
 
 
 def test_hardened_pods_run_as_the_kolla_uid_with_writable_emptydirs(region: List[Dict[str, Any]]) -> None:
