@@ -479,8 +479,10 @@ def main(argv: List[str]) -> int:
         if old.startswith(NAME + "-"):
             podman("rm", "--force", "--time", "0", old)
     charts = build_charts()
+    # keystone_admin_password: the bootstrap Job's OS_BOOTSTRAP_PASSWORD (empty, keystone-manage exits 1).
     words = {k: secrets.token_hex(12) for k in ["database_root_password", "rabbitmq_password",
-                                                "memcache_secret_key", "metadata_secret"]}
+                                                "keystone_admin_password", "memcache_secret_key",
+                                                "metadata_secret"]}
     for service in ALL:
         words[f"{service}_database_password"] = secrets.token_hex(12)
         words[f"{service}_keystone_password"] = secrets.token_hex(12)
