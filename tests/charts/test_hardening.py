@@ -31,7 +31,8 @@ OVERLAY = "/var/lib/kolla-entry/overlay"
 # The components that keep privileges (charts/README.md "Hardened pods"), and the charts left unhardened.
 PRIVILEGED = {("cinder", "volume"), ("ironic", "conductor"), ("manila", "share"), ("neutron", "openvswitch-agent"),
               ("neutron", "l3-agent"), ("neutron", "dhcp-agent"), ("neutron", "metadata-agent"), ("nova", "compute")}
-UNHARDENED_CHARTS = {"horizon"}
+# horizon: its static files; the others: not yet run hardened in the container test (charts/README.md).
+UNHARDENED_CHARTS = {"barbican", "cinder", "designate", "glance", "horizon", "ironic", "manila", "placement"}
 
 
 def restricted_violations(pod: Dict[str, Any]) -> List[str]:
@@ -158,7 +159,7 @@ def test_every_pod_claiming_hardening_is_restricted(region: List[Dict[str, Any]]
 
 
 def test_hardened_pods_are_exactly_the_unprivileged_ones(region: List[Dict[str, Any]]) -> None:
-    """Every OpenStack pod is hardened except the documented exceptions (privileged components, horizon)."""
+    """Every pod of the hardened charts is hardened except the privileged components; no pod of the others."""
     seen = set()
     for obj, pod in openstack_pods(region):
         key = (chart_of(obj), component(obj))
@@ -236,3 +237,15 @@ def test_chart_switch_turns_hardening_off(built_charts: Path, name: str) -> None
     objects = render(built_charts / name, {"hardening": {"enabled": False}})
     assert all(not claims_hardening(p) for _, p in pod_templates(objects))
     assert any(claims_hardening(p) for _, p in pod_templates(render(built_charts / name)))
+
+
+def test_every_chart_renders_restricted_when_turned_on(built_charts: Path) -> None:
+    """A chart left off (not yet run hardened) still renders restricted pods when its hardening.enabled is set."""
+    on = {"openstack": {name: {"hardening": {"enabled": True}} for name in SERVICES}}
+    pods = openstack_pods(render(built_charts / REGION, on))
+    for obj, pod in pods:
+        expected = (chart_of(obj), component(obj)) not in PRIVILEGED
+        assert claims_hardening(pod) == expected, obj["metadata"]["name"]
+        if expected:
+            assert restricted_violations(pod) == [], obj["metadata"]["name"]
+    assert {chart_of(o) for o, p in pods if claims_hardening(p)} == set(SERVICES)
