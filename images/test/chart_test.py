@@ -7,9 +7,11 @@ every pod the chart renders is run with podman as the kubelet would run it:
 - the config ConfigMap, the Secret and the patches ConfigMap are laid out as the kubelet mounts them (a
   timestamped folder, a `..data` symlink to it, one symlink per key), read-only, the Secret mode 0400;
 - the container gets exactly the rendered `command` (as its entrypoint, no args), `env` (fieldRefs filled
-  with the sandbox's values), the user the image runs as when the pod sets none, `privileged` when the
-  securityContext sets it, and the Secret/ConfigMap volumes of its volumeMounts (hostPath and other
-  volumes become empty folders);
+  with the sandbox's values), the user the image runs as when the pod sets none, else the merged pod and
+  container securityContext (runAsUser:runAsGroup, fsGroup as an extra group, `privileged`,
+  readOnlyRootFilesystem as `--read-only` without podman's own tmpfs, capability drops/adds,
+  allowPrivilegeEscalation false as no-new-privileges), and the Secret/ConfigMap volumes of its volumeMounts
+  (hostPath and other volumes, emptyDirs included, become empty folders owned by the fsGroup);
 - all containers share one network namespace with nothing but a loopback (like one pod): the charts'
   endpoints are pointed at 127.0.0.1 with their own ports, nothing can collide with the host's ports, and
   nothing leaves the machine.
@@ -23,7 +25,8 @@ applicable, or skipped when it is another service's); every Job (db-sync, keysto
 registration) exits 0; the main API answers its version document over HTTP, with the X-Kolla-Hotfix header
 of the chart's example hot-fix; its worker processes run as the config.json user; every other component's
 command gets exec'd by kolla-entry (its `exec` event) or, when a dependency it needs is not in this test,
-kolla-entry's dependency wait is where it stops (its `dependency_waiting` event, never a crash).
+kolla-entry's dependency wait is where it stops (its `dependency_waiting` event, never a crash); in a hardened
+pod (read-only root) that started, kolla-entry chose overlay mode (its patches step names the overlay).
 
 Prints one PASS/FAIL line per check and `N passed, N failed`; exit status 1 on any failure.
 """
@@ -146,9 +149,10 @@ def kubelet_layout(folder: Path, data: Dict[str, bytes], mode: int, group: Optio
     for path, content in files.items():
         (stamp / path).parent.mkdir(parents=True, exist_ok=True)
         (stamp / path).write_bytes(content)
-        os.chmod(stamp / path, mode)
-        if group is not None:
+        if group is not None:  # the kubelet's fsGroup rule: the group owns it and may read it (mode | 0440)
             os.chown(stamp / path, 0, group)
+            mode |= 0o440
+        os.chmod(stamp / path, mode)
     os.symlink(stamp.name, folder / "..data")
     for top in sorted({path.split("/", 1)[0] for path in files}):
         os.symlink(f"..data/{top}", folder / top)
@@ -193,14 +197,25 @@ def podman_args(pod: Dict[str, Any], container: Dict[str, Any], folders: Dict[st
         elif "secretKeyRef" in var.get("valueFrom", {}):
             ref = var["valueFrom"]["secretKeyRef"]
             args += ["--env", f"{var['name']}={folders[ref['name']][1][ref['key']].decode()}"]
-    security = container.get("securityContext", {})
+    # The pod's securityContext, overridden field by field by the container's (as the kubelet merges them).
+    security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
     if security.get("privileged"):
         args.append("--privileged")
     if "runAsUser" in security:
-        args += ["--user", str(security["runAsUser"])]
+        group = f":{security['runAsGroup']}" if "runAsGroup" in security else ""
+        args += ["--user", f"{security['runAsUser']}{group}"]
     if security.get("readOnlyRootFilesystem"):
-        args.append("--read-only")
+        # No podman tmpfs on /run, /tmp, /var/tmp: a pod gets only its own volumes.
+        args += ["--read-only", "--read-only-tmpfs=false"]
+    if security.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    for cap in security.get("capabilities", {}).get("drop", []):
+        args += ["--cap-drop", cap]
+    for cap in security.get("capabilities", {}).get("add", []):
+        args += ["--cap-add", cap]
     fs_group = pod.get("securityContext", {}).get("fsGroup")
+    if fs_group is not None:
+        args += ["--group-add", str(fs_group)]
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
         volume = volumes.get(mount["name"], {})
@@ -225,6 +240,17 @@ def podman_args(pod: Dict[str, Any], container: Dict[str, Any], folders: Dict[st
     if container.get("command"):
         args += ["--entrypoint", json.dumps(container["command"])]
     return args
+
+
+def check_overlay(name: str, pod: Dict[str, Any]) -> None:
+    """A hardened pod (read-only root): kolla-entry chose overlay mode (its patches step names the overlay)."""
+    (container,) = pod["containers"]
+    if not container.get("securityContext", {}).get("readOnlyRootFilesystem"):
+        return
+    steps = [e for e in events(logs(name)) if e.get("event") == "run_step" and e.get("step") == "patches"]
+    check(bool(steps) and all(e.get("overlay") == "/var/lib/kolla-entry/overlay" for e in steps),
+          f"{name}: hardened (read-only root, uid {pod['securityContext'].get('runAsUser')}, no capabilities): "
+          "kolla-entry chose overlay mode", logs(name)[-2000:])
 
 
 def start(pod: Dict[str, Any], folders: Dict[str, Any], run: Path, name: str, image: str) -> bool:
@@ -408,7 +434,8 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
         if kind == "Job":
             result = podman("wait", name, timeout=600)
             code = result.stdout.strip()
-            check(code == "0", f"{name}: the {component} Job's command exits 0", f"exit {code}\n{logs(name)[-3000:]}")
+            check(code == "0", f"{name}: the {component} Job's command exits 0", f"{logs(name)[-2900:]}\nexit {code}")
+            check_overlay(name, pod)
             stop(name)
             continue
         if component == api_component:
@@ -424,6 +451,7 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
                 check(bool(procs) and all(u == uid for u, _ in procs) and not any("kolla-entry" in c for _, c in procs),
                       f"{name}: the service runs as {user} ({uid}), kolla-entry exec'd it",
                       str(processes(name)))
+                check_overlay(name, pod)
             continue
         deadline = time.monotonic() + WAIT_COMPONENT
         seen: List[Dict[str, Any]] = []
@@ -440,6 +468,7 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
             check(event.get("command", [""])[0] == command and event.get("user") == user
                   and event.get("uid") == image_uid(image, user),
                   f"{name}: kolla-entry exec'd {command} as {user}", logs(name)[-2000:])
+            check_overlay(name, pod)
         else:
             waiting = [e for e in seen if e.get("event") == "dependency_waiting"]
             check(bool(waiting) and running(name),

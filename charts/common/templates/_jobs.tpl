@@ -71,6 +71,10 @@ spec:
     spec:
       restartPolicy: OnFailure
       {{- include "common.placement" (dict "root" $root "placement" "" "hostname" "") | trim | nindent 6 }}
+      {{- if include "common.hardened" . }}
+      securityContext:
+        {{- include "common.podSecurity" $root | nindent 8 }}
+      {{- end }}
       containers:
         - {{ include "common.kollaContainer" (dict "root" $root "name" .name "c" .c) | indent 10 | trim }}
       volumes:

@@ -39,6 +39,11 @@ which makes the schema).
 {{- $v := $root.Values -}}
 {{- $files := list -}}
 {{- if ne (toString .c.installConfigFiles) "false" }}
+{{- if include "common.hardened" (dict "root" $root "c" .c) }}
+{{- /* configDir is an emptyDir in a hardened pod: it hides the files the image put there (paste ini,
+rootwrap, ...), so they are copied from the wheel's etc folder first; the rendered files come after. */}}
+{{- $files = append $files (dict "source" (printf "/var/lib/kolla/venv/etc/%s/*" $v.service) "dest" (printf "%s/" $v.configDir) "owner" (printf "%s:%s" $v.user $v.user) "perm" "0600" "merge" true "optional" true) }}
+{{- end }}
 {{- range $name := keys $v.conf | sortAlpha }}
 {{- $files = append $files (dict "source" (printf "%s/%s" (include "common.configFilesDir" $root) $name) "dest" (printf "%s/%s" $v.configDir $name) "owner" (printf "%s:%s" $v.user $v.user) "perm" "0600" "template" true) }}
 {{- end }}
@@ -142,6 +147,10 @@ data: {}
 {{- define "common.kollaEnv" -}}
 - name: KOLLA_CONFIG_STRATEGY
   value: COPY_ALWAYS
+{{- if include "common.hardened" . }}
+- name: KOLLA_ENTRY_OVERLAY
+  value: /var/lib/kolla-entry/overlay
+{{- end }}
 - name: POD_IP
   valueFrom:
     fieldRef:
@@ -199,9 +208,13 @@ livenessProbe:
 resources:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- $hardened := include "common.hardened" . }}
 {{- if .c.privileged }}
 securityContext:
   privileged: true
+{{- else if $hardened }}
+securityContext:
+  {{- include "common.containerSecurity" .root | nindent 2 }}
 {{- end }}
 volumeMounts:
   - name: kolla-config
@@ -217,6 +230,12 @@ volumeMounts:
   - name: secret-folders
     mountPath: {{ include "common.secretFoldersDir" $root }}/
     readOnly: true
+  {{- end }}
+  {{- if $hardened }}
+  {{- range include "common.writableDirs" .root | fromJsonArray }}
+  - name: {{ .name }}
+    mountPath: {{ .path }}
+  {{- end }}
   {{- end }}
   {{- with .c.extraVolumeMounts }}
   {{- toYaml . | nindent 2 }}
@@ -238,6 +257,12 @@ volumeMounts:
     name: {{ $svc }}-patches
 {{- with .root.Values.secretFolders }}
 {{ include "common.secretFoldersVolume" $.root }}
+{{- end }}
+{{- if include "common.hardened" . }}
+{{- range include "common.writableDirs" .root | fromJsonArray }}
+- name: {{ .name }}
+  emptyDir: {{ if eq .name "kolla-entry-state" }}{medium: Memory}{{ else }}{}{{ end }}
+{{- end }}
 {{- end }}
 {{- with .c.extraVolumes }}
 {{ toYaml . }}
@@ -290,6 +315,10 @@ spec:
       dnsPolicy: ClusterFirstWithHostNet
       {{- end }}
       terminationGracePeriodSeconds: {{ .c.terminationGracePeriodSeconds | default 60 }}
+      {{- if include "common.hardened" . }}
+      securityContext:
+        {{- include "common.podSecurity" $root | nindent 8 }}
+      {{- end }}
       containers:
         - {{ include "common.kollaContainer" . | indent 10 | trim }}
       volumes:
@@ -368,9 +397,64 @@ spec:
     spec:
       restartPolicy: OnFailure
       {{- include "common.placement" (dict "root" $root "placement" "" "hostname" "") | trim | nindent 6 }}
+      {{- if include "common.hardened" (dict "root" $root "c" $c) }}
+      securityContext:
+        {{- include "common.podSecurity" $root | nindent 8 }}
+      {{- end }}
       containers:
         - {{ include "common.kollaContainer" (dict "root" $root "name" "db-sync" "c" $c) | indent 10 | trim }}
       volumes:
         {{- include "common.kollaVolumes" (dict "root" $root "c" $c) | nindent 8 }}
 {{- end }}
+{{- end -}}
+
+{{/*
+Hardened pods (issue #16, charts/README.md "Hardened pods"): a component runs hardened unless the region turns
+it off (global.hardening.enabled), the chart does (hardening.enabled), or the component needs privileges
+(privileged, hostNetwork) or sets hardened: false. Args: dict root, c. Prints "true" or nothing.
+*/}}
+{{- define "common.hardened" -}}
+{{- $g := .root.Values.global.hardening | default dict -}}
+{{- $h := .root.Values.hardening | default dict -}}
+{{- if and (ne (toString $g.enabled) "false") $h.enabled (not .c.privileged) (not .c.hostNetwork) (ne (toString .c.hardened) "false") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The pod securityContext of a hardened pod: the service's Kolla uid and gid (.Values.uid). */}}
+{{- define "common.podSecurity" -}}
+{{- if not .Values.uid }}{{ fail (printf "%s: hardening needs .Values.uid (the Kolla uid of images/%s/image.env)" .Values.service .Values.service) }}{{ end -}}
+runAsUser: {{ .Values.uid }}
+runAsGroup: {{ .Values.uid }}
+runAsNonRoot: true
+fsGroup: {{ .Values.uid }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* The container securityContext of a hardened pod (uid and gid repeated: a container's own wins). */}}
+{{- define "common.containerSecurity" -}}
+runAsUser: {{ .Values.uid }}
+runAsGroup: {{ .Values.uid }}
+runAsNonRoot: true
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/*
+The writable folders of a hardened container, each an emptyDir (JSON list of {name, path}): kolla-entry's
+overlay and state folder, the config destination, /tmp, the service's home and state (/var/lib/<service>,
+which holds lock_path) and the chart's hardening.writableDirs.
+*/}}
+{{- define "common.writableDirs" -}}
+{{- $v := .Values -}}
+{{- $dirs := list (dict "name" "kolla-entry-overlay" "path" "/var/lib/kolla-entry/overlay") (dict "name" "kolla-entry-state" "path" "/run/kolla-entry") (dict "name" "config-dir" "path" $v.configDir) (dict "name" "tmp" "path" "/tmp") (dict "name" "service-state" "path" (printf "/var/lib/%s" $v.service)) -}}
+{{- range $i, $path := ($v.hardening | default dict).writableDirs | default list }}
+{{- $dirs = append $dirs (dict "name" (printf "writable-%d" $i) "path" $path) }}
+{{- end -}}
+{{- toJson $dirs -}}
 {{- end -}}
