@@ -4,7 +4,8 @@ Atomic single-file writes: a hidden temp beside the file, owner and mode set bef
 :func:`atomic_write_file` serves the config writers, the state file and the commit journal;
 :func:`write_fd` and :data:`CREATE_FLAGS` are the write order :mod:`kolla_entry.patching.transaction`'s
 staging shares. Every operation goes through the :class:`~kolla_entry.fs.seam.FileSystem` seam.
-Import :func:`atomic_write_file` from :mod:`kolla_entry.patching.transaction`.
+The config writers and the state file import it from here, not through the transaction, so a
+start without patches never loads the patch commit's modules (start-up budget, issue #13).
 """
 
 from __future__ import annotations

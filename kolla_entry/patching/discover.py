@@ -11,16 +11,14 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from kolla_entry.constants import ENV_PATCHES, ENV_TARGET, KOLLA_VENV
 from kolla_entry.errors import EnvironmentProblem
 
 
-@dataclass(frozen=True)
-class PatchSource:
+class PatchSource(NamedTuple):
     """A discovered patch file: its path as found (``/nova-patches/0001-x.patch``)."""
 
     path: Path

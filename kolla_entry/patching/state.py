@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from kolla_entry.errors import EnvironmentProblem
+from kolla_entry.fs.atomic import atomic_write_file
 
 STATE_VERSION = 1
 
@@ -50,8 +51,6 @@ def record(path: Path, section: str, data: Any) -> None:
         section: ``patches``, ``configs`` or ``command``.
         data: JSON-serialisable facts; never contents or secret values.
     """
-    from kolla_entry.patching.transaction import atomic_write_file
-
     try:
         current = load(path)
     except EnvironmentProblem:

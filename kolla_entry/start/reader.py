@@ -177,7 +177,7 @@ def parse_config(data: Any, path: str) -> ServiceConfig:
 def _config_file(fields: Fields, index: int) -> ConfigFileEntry:
     preserve = fields.boolean("preserve_properties")
     entry = ConfigFileEntry(
-        index=index,
+        position=index,
         source=fields.string("source", absolute=True),
         dest=fields.string("dest", absolute=True),
         owner=fields.owner("owner", required=not preserve),
@@ -194,7 +194,7 @@ def _config_file(fields: Fields, index: int) -> ConfigFileEntry:
 def _path_entry(fields: Fields, section: str, index: int) -> PathEntry:
     entry = PathEntry(
         section=section,
-        index=index,
+        position=index,
         path=fields.string("path", absolute=True),
         owner=fields.required_owner("owner"),
         perm=fields.required_perm("perm"),
@@ -205,7 +205,7 @@ def _path_entry(fields: Fields, section: str, index: int) -> PathEntry:
 
 def _permission(fields: Fields, index: int) -> PermissionEntry:
     entry = PermissionEntry(
-        index=index,
+        position=index,
         path=fields.string("path", absolute=True),
         owner=fields.required_owner("owner"),
         perm=fields.perm("perm", required=False),

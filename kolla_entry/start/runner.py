@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+from types import MappingProxyType
+from typing import Any, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple
 
 from kolla_entry.constants import (
     DEFAULT_CONFIG_DIR,
@@ -37,7 +37,6 @@ from kolla_entry.fs import seam
 from kolla_entry.log import get_logger
 from kolla_entry.start.execute import ServiceUser
 from kolla_entry.start.reader import (
-    Dependency,
     Owner,
     ServiceConfig,
     default_config_path,
@@ -58,8 +57,7 @@ COPY_ONCE = "COPY_ONCE"
 _PATH_VARIABLES = (ENV_PATCHES, ENV_TARGET, ENV_STATE_FILE, ENV_OVERLAY)
 
 
-@dataclass(frozen=True)
-class RunRequest:
+class RunRequest(NamedTuple):
     """
     What ``kolla-entry run`` was asked; None/empty means "not given" (env or default decides).
 
@@ -93,12 +91,11 @@ class RunRequest:
     overlay: Optional[str] = None
     config_dir: Path = Path(DEFAULT_CONFIG_DIR)
     configured_marker: Path = Path(DEFAULT_CONFIGURED_MARKER)
-    environ: Mapping[str, str] = field(default_factory=dict)
+    environ: Mapping[str, str] = MappingProxyType({})
     fs: seam.FileSystem = seam.REAL
 
 
-@dataclass(frozen=True)
-class _Plan:
+class _Plan(NamedTuple):
     """Everything decided in step 1, before any effect."""
 
     config: ServiceConfig
@@ -167,7 +164,7 @@ def _prepare(request: RunRequest) -> _Plan:
     dependencies = config.dependencies + dependencies_from_env(environ.get(ENV_DEPENDENCIES, ""))
     path_environ = _path_environment(environ)
     return _Plan(
-        config=_replace_dependencies(config, dependencies),
+        config=config._replace(dependencies=dependencies),
         argv=argv,
         user=user,
         owner_ids=dict(resolve_owners(config)),
@@ -187,12 +184,6 @@ def _read_config(request: RunRequest) -> ServiceConfig:
         log.info("config_absent", path=str(path))
         return ServiceConfig(path=str(path))
     return load_config(path)
-
-
-def _replace_dependencies(config: ServiceConfig, dependencies: Tuple[Dependency, ...]) -> ServiceConfig:
-    from dataclasses import replace
-
-    return replace(config, dependencies=dependencies)
 
 
 def _path_environment(environ: Mapping[str, str]) -> Mapping[str, str]:
