@@ -17,12 +17,16 @@ import os
 import pwd
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Dict, List, Set
 
 import pytest
 
+import kolla_entry
 from tests.helpers import make_tree
+
+REPO = Path(kolla_entry.__file__).resolve().parent.parent
 
 #: Modules a no-patch, JSON-config, JSON-log start must never import, with why each is heavy or unneeded.
 FORBIDDEN = {
@@ -59,6 +63,7 @@ FORBIDDEN = {
     "concurrent": "never needed at start",
     "email": "never needed at start",
     "http": "never needed at start",
+    "pathlib": "with urllib.parse and ipaddress, ~3 ms; the start passes paths as strings (issue #13)",
 }
 
 
@@ -117,7 +122,11 @@ def _start(tmp_path: Path, config_name: str, config_text: str) -> subprocess.Com
            if not key.startswith("KOLLA_") and key not in {"DEBUG_CONTAINER", "SUDO_UID"}}
     # As a pod of our charts starts: POD_IP from the Downward API (a documentation address, never contacted).
     env.update({"KOLLA_CONFIG_STRATEGY": "COPY_ALWAYS", "POD_IP": "192.0.2.10"})
-    argv = [sys.executable, "-X", "importtime", "-m", "kolla_entry", "run",
+    # Without `site` (-S), the package from this checkout and the venv's site-packages as plain path entries:
+    # an editable install's finder, loaded by `site`, imports pathlib and re before any of our code, which
+    # would hide those imports; an image's installed wheel has no such finder.
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]])
+    argv = [sys.executable, "-S", "-X", "importtime", "-m", "kolla_entry", "run",
             "--config", str(tmp_path / "config_files" / config_name),
             "--patches", str(tmp_path / "patches" / "*.patch"), "--target", str(tmp_path / "site-packages"),
             "--state-file", str(tmp_path / "state.json"), "--", "/bin/true"]
@@ -163,7 +172,7 @@ def test_start_with_a_patch_imports_the_engine(tmp_path: Path) -> None:
     assert (tmp_path / "site-packages" / "mod.py").read_bytes() == b"a = 2\n"  # the patch was applied
     names = imported_modules(done.stderr)
     found = forbidden_in(names)
-    for module in ("dataclasses", "kolla_entry.patching.engine", "kolla_entry.patching.transaction"):
+    for module in ("dataclasses", "pathlib", "kolla_entry.patching.engine", "kolla_entry.patching.transaction"):
         assert any(line.startswith(module + " (") for line in found), (module, found)
     assert "kolla_entry.patching.plan" in own_beyond_allowed(names)
 

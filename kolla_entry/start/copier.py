@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import os
 import stat
-from pathlib import Path
 from typing import Dict, List, Mapping, NamedTuple, Set, Tuple
 
 from kolla_entry.errors import ConfigError
@@ -213,4 +212,4 @@ def write_config_file(path: str, content: bytes, mode: int, uid: int, gid: int, 
     """
     # No fsync: a config file is rendered again at every start (COPY_ALWAYS), so a power loss can
     # at worst cost a copy the next start redoes; atomicity against a kill comes from the rename.
-    atomic_write_file(Path(path), content, mode=mode, uid=uid, gid=gid, fs=fs, durable=False)
+    atomic_write_file(path, content, mode=mode, uid=uid, gid=gid, fs=fs, durable=False)
