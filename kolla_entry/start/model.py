@@ -2,7 +2,7 @@
 The service config's values: immutable records for Kolla's ``config.json`` / ``config.yaml``.
 
 Built by the parsers of :mod:`kolla_entry.start.reader` (which check every key first) and imported
-from there; this module holds no parsing. The records are ``NamedTuple`` s, not dataclasses: every
+from there; this module holds no parsing. The records are named tuples, not dataclasses: every
 pod start builds these classes, and ``dataclasses`` (which imports ``inspect``) and its per-class
 code generation cost more than the rest of the config step (start-up budget, issue #13).
 """
