@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from kolla_entry import log as logging_setup
@@ -54,10 +53,10 @@ def run_from_options(*, patches: Sequence[str], target: Optional[str], strip: in
     from kolla_entry.start.runner import DEFAULT_CONFIGURED_MARKER, RunRequest, run
 
     request = RunRequest(
-        command=tuple(command), config=Path(config_path) if config_path else None, user=user,
+        command=tuple(command), config=config_path or None, user=user,
         patterns=tuple(patches), target=target, strip=strip, fuzz=fuzz, on_conflict=on_conflict,
-        state_file=Path(state_file) if state_file else None, environ=os.environ,
-        configured_marker=Path(configured_marker or DEFAULT_CONFIGURED_MARKER), overlay=overlay,
+        state_file=state_file or None, environ=os.environ,
+        configured_marker=configured_marker or DEFAULT_CONFIGURED_MARKER, overlay=overlay,
     )
     return run(request)
 

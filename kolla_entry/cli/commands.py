@@ -79,7 +79,7 @@ def _series(request: Any, overlay: Optional[str], *, dry_run: bool) -> Any:
         return check_patches(request) if dry_run else apply_patches(request)
     from kolla_entry.overlay.apply import OverlayRequest, apply_overlay, check_overlay
 
-    overlay_request = OverlayRequest(request, folder)
+    overlay_request = OverlayRequest(request, Path(folder))
     return check_overlay(overlay_request) if dry_run else apply_overlay(overlay_request)
 
 
@@ -89,7 +89,7 @@ def _patch_request(patches: Sequence[str], target: Optional[str], strip: int, fu
     from kolla_entry.patching.engine import PatchRequest
 
     return PatchRequest(
-        target=resolve_target(target, os.environ),
+        target=Path(resolve_target(target, os.environ)),
         patterns=patterns_from(patches, os.environ, DEFAULT_PATCH_GLOB),
         strip=strip, fuzz=fuzz, on_conflict=on_conflict,
         state_file=Path(state_file) if state_file else None,
@@ -166,7 +166,7 @@ def install_overlay_hook_command(target: Optional[str]) -> None:
     from kolla_entry.overlay.build import install_hook
     from kolla_entry.patching.discover import resolve_target
 
-    for path in install_hook(resolve_target(target, os.environ)):
+    for path in install_hook(Path(resolve_target(target, os.environ))):
         click.echo(f"installed {path}")
 
 

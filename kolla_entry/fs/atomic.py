@@ -4,19 +4,22 @@ Atomic single-file writes: a hidden temp beside the file, owner and mode set bef
 :func:`atomic_write_file` serves the config writers, the state file and the commit journal;
 :func:`write_fd` and :data:`CREATE_FLAGS` are the write order :mod:`kolla_entry.patching.transaction`'s
 staging shares. Every operation goes through the :class:`~kolla_entry.fs.seam.FileSystem` seam.
-Import :func:`atomic_write_file` from :mod:`kolla_entry.patching.transaction`.
+The config writers and the state file import it from here, not through the transaction, so a
+start without patches never loads the patch commit's modules (start-up budget, issue #13).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from kolla_entry.errors import WriteFailed
 from kolla_entry.fs.seam import REAL, FileSystem, StepError, step
 from kolla_entry.log import get_logger
+
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 # Events keep the name of the public module they always came from.
 log = get_logger("kolla_entry.transaction")
@@ -68,7 +71,7 @@ def write_fd(fs: FileSystem, fd: int, rel: str, content: bytes, mode: int,
         step("fsync", rel, fs.fsync, fd, rel)
 
 
-def atomic_write_file(path: Union[str, Path], content: bytes, *, mode: int, uid: Optional[int] = None,
+def atomic_write_file(path: StrPath, content: bytes, *, mode: int, uid: Optional[int] = None,
                       gid: Optional[int] = None, fs: FileSystem = REAL, durable: bool = True) -> None:
     """
     Replace one file atomically: temp in the same folder, owner and mode set before the rename.
@@ -91,14 +94,14 @@ def atomic_write_file(path: Union[str, Path], content: bytes, *, mode: int, uid:
         WriteFailed: an operation failed; the temp is removed and the old file is untouched,
             unless only the final folder fsync failed (the message then says the file is written).
     """
-    path = Path(path)
-    rel = str(path)
+    rel = os.fspath(path)
+    folder, name = os.path.split(rel)
     try:
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dir_fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
         raise WriteFailed(f"cannot open folder: {err.strerror}", operation="open", file=rel) from err
     try:
-        _atomic_write_at(dir_fd, path.name, rel, content, mode,
+        _atomic_write_at(dir_fd, name, rel, content, mode,
                          None if uid is None and gid is None else (_id(uid), _id(gid)), fs, durable)
     except StepError as err:
         raise WriteFailed(f"{err.operation} failed: {err.error.strerror or err.error}",

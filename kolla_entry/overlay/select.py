@@ -8,16 +8,20 @@ writable and that folder is mounted. Neighbours: ``kolla_entry.start.runner`` an
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
 from kolla_entry.constants import DEFAULT_OVERLAY, ENV_OVERLAY
 
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
-def choose_overlay(explicit: Optional[str], environ: Mapping[str, str], target: Optional[Path], *,
-                   default: str = DEFAULT_OVERLAY) -> Optional[Path]:
+
+def choose_overlay(explicit: Optional[str], environ: Mapping[str, str], target: Optional[StrPath], *,
+                   default: str = DEFAULT_OVERLAY) -> Optional[str]:
     """
     The overlay folder to serve patches from, or None to patch the target in place.
+
+    Strings in and out: a start without patches calls this and never needs pathlib (issue #13).
 
     Args:
         explicit: ``--overlay``.
@@ -27,7 +31,7 @@ def choose_overlay(explicit: Optional[str], environ: Mapping[str, str], target: 
     """
     chosen = explicit or environ.get(ENV_OVERLAY)
     if chosen:
-        return Path(chosen)
+        return chosen
     if target is not None and not os.access(target, os.W_OK) and os.path.isdir(default):
-        return Path(default)
+        return default
     return None

@@ -11,16 +11,16 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from kolla_entry.constants import ENV_PATCHES, ENV_TARGET, KOLLA_VENV
 from kolla_entry.errors import EnvironmentProblem
 
+if TYPE_CHECKING:
+    from pathlib import Path
 
-@dataclass(frozen=True)
-class PatchSource:
+
+class PatchSource(NamedTuple):
     """A discovered patch file: its path as found (``/nova-patches/0001-x.patch``)."""
 
     path: Path
@@ -63,14 +63,15 @@ def discover(patterns: Sequence[str]) -> List[PatchSource]:
 def _expand(pattern: str) -> List[Path]:
     folder_glob, name_glob = os.path.split(pattern)
     folders = _matching_folders(folder_glob or ".")
-    matches: List[Path] = []
-    for folder in folders:
-        for name in _list_folder(folder):
-            if name.startswith(".") or not fnmatch.fnmatchcase(name, name_glob):
-                continue
-            # Whatever its type: a matching entry that is no readable file is reported, never dropped.
-            matches.append(Path(folder) / name)
-    return sorted(matches, key=lambda p: (str(p.parent), p.name))
+    # Whatever its type: a matching entry that is no readable file is reported, never dropped.
+    found = [(folder, name) for folder in folders for name in _list_folder(folder)
+             if not name.startswith(".") and fnmatch.fnmatchcase(name, name_glob)]
+    if not found:
+        return []
+    # Only with a patch: a start without one never imports pathlib (start-up budget, issue #13).
+    from pathlib import Path
+
+    return sorted((Path(folder) / name for folder, name in found), key=lambda p: (str(p.parent), p.name))
 
 
 def _matching_folders(folder_glob: str) -> List[str]:
@@ -92,13 +93,17 @@ def _list_folder(folder: str) -> List[str]:
         ) from err
 
 
-def resolve_target(explicit: Optional[str], environ: Mapping[str, str], *, venv: str = KOLLA_VENV) -> Path:
+def resolve_target(explicit: Optional[str], environ: Mapping[str, str], *, venv: str = KOLLA_VENV) -> str:
     """
     The site-packages folder to patch.
 
     ``--target``, else ``KOLLA_ENTRY_TARGET``, else the Kolla venv's stable
     ``lib/python3/site-packages``, else its single ``lib/python3.*/site-packages``, else the
     purelib folder that venv's python reports.
+
+    Returns:
+        The folder as given or found; a string, so that a start without patches never needs pathlib
+        (the engine's requests take ``Path(...)`` of it).
 
     Raises:
         EnvironmentProblem: the chosen folder does not exist, or none can be found.
@@ -111,17 +116,17 @@ def resolve_target(explicit: Optional[str], environ: Mapping[str, str], *, venv:
                 "site-packages",
                 file=chosen,
             )
-        return Path(chosen)
+        return chosen
     # Kolla keeps lib/python3 as a version-independent symlink (openstack-base Dockerfile).
     stable = os.path.join(venv, "lib", "python3", "site-packages")
     if os.path.isdir(stable):
-        return Path(stable)
+        return stable
     candidates = sorted(glob.glob(os.path.join(venv, "lib", "python3.*", "site-packages")))
     if len(candidates) == 1:
-        return Path(candidates[0])
+        return candidates[0]
     purelib = _ask_interpreter(os.path.join(venv, "bin", "python"))
     if purelib and os.path.isdir(purelib):
-        return Path(purelib)
+        return purelib
     raise EnvironmentProblem(
         f"no site-packages found in the venv {venv} ({len(candidates)} lib/python3.* candidates); "
         "pass --target DIR or set KOLLA_ENTRY_TARGET",

@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict
 
 from kolla_entry.errors import EnvironmentProblem
+from kolla_entry.fs.atomic import atomic_write_file
+
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 STATE_VERSION = 1
 
 
-def load(path: Path) -> Dict[str, Any]:
+def load(path: StrPath) -> Dict[str, Any]:
     """
     Read the state file; an absent file is an empty state.
 
@@ -26,7 +29,8 @@ def load(path: Path) -> Dict[str, Any]:
         EnvironmentProblem: the file exists but cannot be read or is not a JSON object.
     """
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            raw = handle.read()
     except FileNotFoundError:
         return {}
     except OSError as err:
@@ -41,7 +45,7 @@ def load(path: Path) -> Dict[str, Any]:
     return data
 
 
-def record(path: Path, section: str, data: Any) -> None:
+def record(path: StrPath, section: str, data: Any) -> None:
     """
     Replace one section of the state file, atomically, keeping the others.
 
@@ -50,8 +54,6 @@ def record(path: Path, section: str, data: Any) -> None:
         section: ``patches``, ``configs`` or ``command``.
         data: JSON-serialisable facts; never contents or secret values.
     """
-    from kolla_entry.patching.transaction import atomic_write_file
-
     try:
         current = load(path)
     except EnvironmentProblem:
@@ -59,7 +61,7 @@ def record(path: Path, section: str, data: Any) -> None:
     current["version"] = STATE_VERSION
     current["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     current[section] = data
-    path.parent.mkdir(parents=True, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     content = (json.dumps(current, indent=2, sort_keys=False) + "\n").encode()
     # No fsync: the state describes this container's start and is written again at the next one.
     atomic_write_file(path, content, mode=0o644, uid=os.getuid(), gid=os.getgid(), durable=False)

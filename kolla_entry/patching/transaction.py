@@ -1,8 +1,8 @@
 """
 Committing file changes into a target all or nothing, and atomic single-file writes.
 
-The single-file writer, :func:`atomic_write_file`, lives in :mod:`kolla_entry.fs.atomic`
-(import it from here); this module holds the transaction.
+The single-file writer, :func:`atomic_write_file`, lives in :mod:`kolla_entry.fs.atomic` (the
+journal below uses it); this module holds the transaction.
 
 How :func:`commit` works (issue #2 "Committing", issue #8):
 
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 # The logger name is a field of every JSON log line: it stays what it was before the layout move.
 log = get_logger("kolla_entry.transaction")
 
-__all__ = ["FileChange", "atomic_write_file", "commit", "recover", "remove_stale_temps", "temp_name"]
+__all__ = ["FileChange", "commit", "recover", "remove_stale_temps", "temp_name"]
 
 #: Mode of a new file when the change does not give one.
 NEW_FILE_MODE = 0o644

@@ -11,12 +11,11 @@ from __future__ import annotations
 import glob
 import os
 import stat
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Dict, List, Mapping, Set, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Set, Tuple
 
 from kolla_entry.errors import ConfigError
 from kolla_entry.fs import seam
+from kolla_entry.fs.atomic import atomic_write_file
 from kolla_entry.fs.digest import sha256_hex
 from kolla_entry.log import get_logger
 from kolla_entry.start.model import ConfigFileEntry
@@ -33,8 +32,7 @@ _STAGING_SUFFIX = ".kolla-entry-new"
 _OLD_SUFFIX = ".kolla-entry-old"
 
 
-@dataclass(frozen=True)
-class WrittenFile:
+class WrittenFile(NamedTuple):
     """A config file written: what the state file records (never its content)."""
 
     dest: str
@@ -212,8 +210,6 @@ def write_config_file(path: str, content: bytes, mode: int, uid: int, gid: int, 
     Raises:
         WriteFailed: a filesystem operation failed; the old file (if any) is untouched.
     """
-    from kolla_entry.patching.transaction import atomic_write_file
-
     # No fsync: a config file is rendered again at every start (COPY_ALWAYS), so a power loss can
     # at worst cost a copy the next start redoes; atomicity against a kill comes from the rename.
-    atomic_write_file(Path(path), content, mode=mode, uid=uid, gid=gid, fs=fs, durable=False)
+    atomic_write_file(path, content, mode=mode, uid=uid, gid=gid, fs=fs, durable=False)

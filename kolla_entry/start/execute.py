@@ -13,8 +13,7 @@ import pwd
 import shlex
 import signal
 import sys
-from dataclasses import dataclass
-from typing import Any, Dict, Mapping, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, NoReturn, Optional, Sequence, Tuple
 
 from kolla_entry.errors import ConfigError, ExecFailed, PrivilegeError
 from kolla_entry.log import get_logger
@@ -31,8 +30,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _RESTORED_SIGNALS = ("SIGPIPE", "SIGXFSZ")
 
 
-@dataclass(frozen=True)
-class ServiceUser:
+class ServiceUser(NamedTuple):
     """The account the service runs as."""
 
     name: str

@@ -3,7 +3,7 @@ Putting the service's config in place: ``directories``, ``files``, ``config_file
 
 The order is Kolla master's (kolla:docker/base/set_configs.py): directories, files, config files,
 then permissions. Every file is written atomically with owner and mode set before the rename
-(``transaction.atomic_write_file``); every other change goes through :mod:`kolla_entry.fs.seam`.
+(:func:`kolla_entry.fs.atomic.atomic_write_file`); every other change goes through :mod:`kolla_entry.fs.seam`.
 
 Differences from Kolla, on purpose:
 - Symlinks are never followed when setting owners and modes (``permissions``, ``directories``,

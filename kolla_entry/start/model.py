@@ -1,22 +1,22 @@
 """
-The service config's values: frozen dataclasses for Kolla's ``config.json`` / ``config.yaml``.
+The service config's values: immutable records for Kolla's ``config.json`` / ``config.yaml``.
 
 Built by the parsers of :mod:`kolla_entry.start.reader` (which check every key first) and imported
-from there; this module holds no parsing.
+from there; this module holds no parsing. The records are named tuples, not dataclasses: every
+pod start builds these classes, and ``dataclasses`` (which imports ``inspect``) and its per-class
+code generation cost more than the rest of the config step (start-up budget, issue #13).
 """
 
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 #: Seconds to wait for all dependencies when ``dependency_timeout`` is not set.
 DEFAULT_DEPENDENCY_TIMEOUT = 300.0
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(NamedTuple):
     """
     An ``owner`` value: ``user``, ``user:`` or ``user:group``, names or numeric ids.
 
@@ -31,11 +31,10 @@ class Owner:
         return f"{self.user}:{self.group}" if self.group is not None else self.user
 
 
-@dataclass(frozen=True)
-class ConfigFileEntry:
-    """One ``config_files`` entry; ``index`` is its position, for messages."""
+class ConfigFileEntry(NamedTuple):
+    """One ``config_files`` entry; ``position`` is its place in the list, for messages."""
 
-    index: int
+    position: int
     source: str
     dest: str
     owner: Optional[Owner]
@@ -48,15 +47,14 @@ class ConfigFileEntry:
     @property
     def entry(self) -> str:
         """The entry's name in messages: ``config_files[2]``."""
-        return f"config_files[{self.index}]"
+        return f"config_files[{self.position}]"
 
 
-@dataclass(frozen=True)
-class PathEntry:
+class PathEntry(NamedTuple):
     """One ``directories`` or ``files`` entry: a path created with an owner and a mode."""
 
     section: str
-    index: int
+    position: int
     path: str
     owner: Owner
     perm: int
@@ -64,14 +62,13 @@ class PathEntry:
     @property
     def entry(self) -> str:
         """The entry's name in messages: ``directories[0]``."""
-        return f"{self.section}[{self.index}]"
+        return f"{self.section}[{self.position}]"
 
 
-@dataclass(frozen=True)
-class PermissionEntry:
+class PermissionEntry(NamedTuple):
     """One ``permissions`` entry: owner/mode set on a glob's matches, optionally recursively."""
 
-    index: int
+    position: int
     path: str
     owner: Owner
     perm: Optional[int] = None
@@ -81,11 +78,10 @@ class PermissionEntry:
     @property
     def entry(self) -> str:
         """The entry's name in messages: ``permissions[1]``."""
-        return f"permissions[{self.index}]"
+        return f"permissions[{self.position}]"
 
 
-@dataclass(frozen=True)
-class Dependency:
+class Dependency(NamedTuple):
     """A TCP endpoint that must accept connections before the service starts."""
 
     host: str
@@ -96,8 +92,7 @@ class Dependency:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
-class CheckDependency:
+class CheckDependency(NamedTuple):
     """
     A check command that must exit 0 before the service starts (``{"command": "..."}``).
 
@@ -112,8 +107,7 @@ class CheckDependency:
         return shlex.join(self.argv)
 
 
-@dataclass(frozen=True)
-class ServiceConfig:
+class ServiceConfig(NamedTuple):
     """The whole service config, validated."""
 
     path: str

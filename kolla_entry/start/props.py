@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
-from typing import Callable, List, Mapping, Optional, Tuple, TypeVar
+from typing import Callable, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
 
 from kolla_entry.errors import ConfigError, PrivilegeError
 from kolla_entry.fs import seam
@@ -24,8 +23,7 @@ OwnerIds = Mapping[Owner, Tuple[int, int]]
 _DIR_MODE_PARENTS = 0o755
 
 
-@dataclass(frozen=True)
-class Props:
+class Props(NamedTuple):
     """Owner and mode to give one written file or folder."""
 
     uid: int

@@ -16,9 +16,9 @@ The value classes live in :mod:`kolla_entry.start.model` and the per-field reade
 from __future__ import annotations
 
 import json
+import os
 import re
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from kolla_entry.errors import ConfigError
 from kolla_entry.start.fields import Fields, parse_owner, parse_perm
@@ -52,10 +52,13 @@ __all__ = [
     "parse_perm",
 ]
 
+if TYPE_CHECKING:
+    from _typeshed import StrPath
+
 _HOST_PORT = re.compile(r"^(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>[0-9]{1,5})$")
 
 
-def default_config_path(config_dir: Path) -> Path:
+def default_config_path(config_dir: StrPath) -> str:
     """
     The config file Kolla would read in ``config_dir``: ``config.yaml`` when it exists (Kolla
     master, d6910f01d), else ``config.json``.
@@ -66,11 +69,11 @@ def default_config_path(config_dir: Path) -> Path:
     Returns:
         The path to read (it may not exist; :func:`load_config` reports that).
     """
-    yaml_path = config_dir / "config.yaml"
-    return yaml_path if yaml_path.is_file() else config_dir / "config.json"
+    yaml_path = os.path.join(config_dir, "config.yaml")
+    return yaml_path if os.path.isfile(yaml_path) else os.path.join(config_dir, "config.json")
 
 
-def load_config(path: Path) -> ServiceConfig:
+def load_config(path: StrPath) -> ServiceConfig:
     """
     Read and validate a config file (YAML when its name ends in ``.yaml``/``.yml``, else JSON).
 
@@ -83,16 +86,18 @@ def load_config(path: Path) -> ServiceConfig:
     Raises:
         ConfigError: the file is missing, unreadable, not JSON/YAML, or invalid.
     """
+    name = os.fspath(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(name, encoding="utf-8") as handle:
+            text = handle.read()
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) else "not UTF-8"
-        raise ConfigError(f"cannot read the service config: {reason}", file=str(path)) from err
-    return parse_config(_decode(text, path), str(path))
+        raise ConfigError(f"cannot read the service config: {reason}", file=name) from err
+    return parse_config(_decode(text, name), name)
 
 
-def _decode(text: str, path: Path) -> Any:
-    if path.suffix in (".yaml", ".yml"):
+def _decode(text: str, path: str) -> Any:
+    if os.path.splitext(path)[1] in (".yaml", ".yml"):
         # Imported here: PyYAML costs ~18 ms at start-up and most images ship config.json (issue #7).
         import yaml
 
@@ -100,14 +105,14 @@ def _decode(text: str, path: Path) -> Any:
             _refuse_yaml_duplicates(yaml.compose(text, Loader=yaml.SafeLoader), path)
             return yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ConfigError(f"not valid YAML: {_one_line(str(err))}", file=str(path)) from err
+            raise ConfigError(f"not valid YAML: {_one_line(str(err))}", file=path) from err
     try:
         return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
     except json.JSONDecodeError as err:
-        raise ConfigError(f"not valid JSON: {err.msg} at line {err.lineno}", file=str(path)) from err
+        raise ConfigError(f"not valid JSON: {err.msg} at line {err.lineno}", file=path) from err
 
 
-def _refuse_yaml_duplicates(root: Any, path: Path) -> None:
+def _refuse_yaml_duplicates(root: Any, path: str) -> None:
     # PyYAML, like json.loads, lets the last of two equal keys win; refuse as for JSON.
     import yaml
 
@@ -120,19 +125,19 @@ def _refuse_yaml_duplicates(root: Any, path: Path) -> None:
                 name = key.value if isinstance(key, yaml.ScalarNode) else None
                 if name is not None and name in seen:
                     raise ConfigError(f"the key {name!r} appears twice in one mapping (line "
-                                      f"{key.start_mark.line + 1}); keep one", file=str(path))
+                                      f"{key.start_mark.line + 1}); keep one", file=path)
                 seen.add(name)
                 stack.append(value)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
 
 
-def _unique_keys(pairs: List[Tuple[str, Any]], path: Path) -> Dict[str, Any]:
+def _unique_keys(pairs: List[Tuple[str, Any]], path: str) -> Dict[str, Any]:
     # json.loads lets the last of two equal keys win: two "perm"s in one entry would go unnoticed.
     result: Dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ConfigError(f"the key {key!r} appears twice in one object; keep one", file=str(path))
+            raise ConfigError(f"the key {key!r} appears twice in one object; keep one", file=path)
         result[key] = value
     return result
 
@@ -177,7 +182,7 @@ def parse_config(data: Any, path: str) -> ServiceConfig:
 def _config_file(fields: Fields, index: int) -> ConfigFileEntry:
     preserve = fields.boolean("preserve_properties")
     entry = ConfigFileEntry(
-        index=index,
+        position=index,
         source=fields.string("source", absolute=True),
         dest=fields.string("dest", absolute=True),
         owner=fields.owner("owner", required=not preserve),
@@ -194,7 +199,7 @@ def _config_file(fields: Fields, index: int) -> ConfigFileEntry:
 def _path_entry(fields: Fields, section: str, index: int) -> PathEntry:
     entry = PathEntry(
         section=section,
-        index=index,
+        position=index,
         path=fields.string("path", absolute=True),
         owner=fields.required_owner("owner"),
         perm=fields.required_perm("perm"),
@@ -205,7 +210,7 @@ def _path_entry(fields: Fields, section: str, index: int) -> PathEntry:
 
 def _permission(fields: Fields, index: int) -> PermissionEntry:
     entry = PermissionEntry(
-        index=index,
+        position=index,
         path=fields.string("path", absolute=True),
         owner=fields.required_owner("owner"),
         perm=fields.perm("perm", required=False),

@@ -13,8 +13,7 @@ and never put into an error message (errors name the file, line and placeholder 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Callable, List, Mapping, Optional, Tuple
+from typing import Callable, List, Mapping, NamedTuple, Optional, Tuple
 
 from kolla_entry.errors import TemplateError
 from kolla_entry.log import register_secret
@@ -31,8 +30,7 @@ MIN_SECRET_LENGTH = 4
 FileReader = Callable[[str], str]
 
 
-@dataclass(frozen=True)
-class Rendered:
+class Rendered(NamedTuple):
     """A rendered text and the number of placeholders resolved in it."""
 
     text: str

@@ -16,9 +16,8 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple
 
 from kolla_entry.constants import (
     DEFAULT_CONFIG_DIR,
@@ -37,13 +36,15 @@ from kolla_entry.fs import seam
 from kolla_entry.log import get_logger
 from kolla_entry.start.execute import ServiceUser
 from kolla_entry.start.reader import (
-    Dependency,
     Owner,
     ServiceConfig,
     default_config_path,
     dependencies_from_env,
     load_config,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 # The logger name is a field of every JSON log line: it stays what it was before the layout move.
 log = get_logger("kolla_entry.runner")
@@ -58,8 +59,7 @@ COPY_ONCE = "COPY_ONCE"
 _PATH_VARIABLES = (ENV_PATCHES, ENV_TARGET, ENV_STATE_FILE, ENV_OVERLAY)
 
 
-@dataclass(frozen=True)
-class RunRequest:
+class RunRequest(NamedTuple):
     """
     What ``kolla-entry run`` was asked; None/empty means "not given" (env or default decides).
 
@@ -82,23 +82,22 @@ class RunRequest:
     """
 
     command: Tuple[str, ...] = ()
-    config: Optional[Path] = None
+    config: Optional[StrPath] = None
     user: Optional[str] = None
     patterns: Tuple[str, ...] = ()
     target: Optional[str] = None
     strip: int = DEFAULT_STRIP
     fuzz: int = 0
     on_conflict: Optional[str] = None
-    state_file: Optional[Path] = None
+    state_file: Optional[StrPath] = None
     overlay: Optional[str] = None
-    config_dir: Path = Path(DEFAULT_CONFIG_DIR)
-    configured_marker: Path = Path(DEFAULT_CONFIGURED_MARKER)
-    environ: Mapping[str, str] = field(default_factory=dict)
+    config_dir: StrPath = DEFAULT_CONFIG_DIR
+    configured_marker: StrPath = DEFAULT_CONFIGURED_MARKER
+    environ: Mapping[str, str] = MappingProxyType({})
     fs: seam.FileSystem = seam.REAL
 
 
-@dataclass(frozen=True)
-class _Plan:
+class _Plan(NamedTuple):
     """Everything decided in step 1, before any effect."""
 
     config: ServiceConfig
@@ -107,7 +106,7 @@ class _Plan:
     owner_ids: Dict[Owner, Tuple[int, int]]
     strategy: str
     on_conflict: str
-    state_file: Path
+    state_file: StrPath
     path_environ: Mapping[str, str]
 
 
@@ -167,13 +166,13 @@ def _prepare(request: RunRequest) -> _Plan:
     dependencies = config.dependencies + dependencies_from_env(environ.get(ENV_DEPENDENCIES, ""))
     path_environ = _path_environment(environ)
     return _Plan(
-        config=_replace_dependencies(config, dependencies),
+        config=config._replace(dependencies=dependencies),
         argv=argv,
         user=user,
         owner_ids=dict(resolve_owners(config)),
         strategy=_strategy(environ),
         on_conflict=_on_conflict(request.on_conflict, environ),
-        state_file=request.state_file or Path(path_environ.get(ENV_STATE_FILE) or DEFAULT_STATE_FILE),
+        state_file=request.state_file or path_environ.get(ENV_STATE_FILE) or DEFAULT_STATE_FILE,
         path_environ=path_environ,
     )
 
@@ -182,17 +181,11 @@ def _read_config(request: RunRequest) -> ServiceConfig:
     if request.config is not None:
         return load_config(request.config)
     path = default_config_path(request.config_dir)
-    if not path.exists() and request.command:
+    if not os.path.exists(path) and request.command:
         # A one-shot job (`kolla-entry run -- keystone-manage db_sync`) may have no config at all.
-        log.info("config_absent", path=str(path))
-        return ServiceConfig(path=str(path))
+        log.info("config_absent", path=path)
+        return ServiceConfig(path=path)
     return load_config(path)
-
-
-def _replace_dependencies(config: ServiceConfig, dependencies: Tuple[Dependency, ...]) -> ServiceConfig:
-    from dataclasses import replace
-
-    return replace(config, dependencies=dependencies)
 
 
 def _path_environment(environ: Mapping[str, str]) -> Mapping[str, str]:
@@ -233,7 +226,7 @@ def _wait_for_dependencies(plan: _Plan) -> None:
         wait_for(dependencies, plan.config.dependency_timeout)
 
 
-def _wait_for_checks(plan: _Plan, environ: Mapping[str, str], overlay: Optional[Path],
+def _wait_for_checks(plan: _Plan, environ: Mapping[str, str], overlay: Optional[str],
                      remaining: float) -> None:
     """
     Step 4b: check commands, after the config files they read, as the service user, in the
@@ -251,7 +244,7 @@ def _wait_for_checks(plan: _Plan, environ: Mapping[str, str], overlay: Optional[
         wait_for_checks(checks, remaining, env=env, credentials=child_credentials(plan.user))
 
 
-def _apply_patches(request: RunRequest, plan: _Plan) -> Optional[Path]:
+def _apply_patches(request: RunRequest, plan: _Plan) -> Optional[str]:
     """
     Step 3: the engine, as a library call; a failed series refuses the start.
 
@@ -266,21 +259,23 @@ def _apply_patches(request: RunRequest, plan: _Plan) -> Optional[Path]:
         out.update(patches=len(sources))
         overlay = _overlay(request, plan)
         if overlay is not None:
-            out.update(overlay=str(overlay))
+            out.update(overlay=overlay)
         if not sources and not _journal_pending(request, plan) and not _overlay_current(overlay):
             # No patch at all: the engine is never imported (start-up cost).
             out["outcome"] = "none"
             return overlay
+        from pathlib import Path
+
         from kolla_entry.patching.engine import PatchRequest, apply_patches, check_patches
 
         patch_request = PatchRequest(
-            target=resolve_target(request.target, plan.path_environ), patterns=patterns,
-            strip=request.strip, fuzz=request.fuzz, on_conflict=plan.on_conflict, state_file=plan.state_file,
+            target=Path(resolve_target(request.target, plan.path_environ)), patterns=patterns,
+            strip=request.strip, fuzz=request.fuzz, on_conflict=plan.on_conflict, state_file=Path(plan.state_file),
         )
         if overlay is not None:
             from kolla_entry.overlay.apply import OverlayRequest, apply_overlay
 
-            report = apply_overlay(OverlayRequest(patch_request, overlay, fs=request.fs))
+            report = apply_overlay(OverlayRequest(patch_request, Path(overlay), fs=request.fs))
         else:
             if not os.access(patch_request.target, os.W_OK):
                 _refuse_unwritable(check_patches(patch_request), patch_request.target, plan.on_conflict)
@@ -291,7 +286,7 @@ def _apply_patches(request: RunRequest, plan: _Plan) -> Optional[Path]:
     return overlay
 
 
-def _overlay(request: RunRequest, plan: _Plan) -> Optional[Path]:
+def _overlay(request: RunRequest, plan: _Plan) -> Optional[str]:
     """
     Overlay mode when asked for (``--overlay``, ``KOLLA_ENTRY_OVERLAY``, the config's ``overlay``, in that
     order), or when the target is read-only and the default overlay folder is mounted.
@@ -309,7 +304,7 @@ def _overlay(request: RunRequest, plan: _Plan) -> Optional[Path]:
     return choose_overlay(None, plan.path_environ, target)
 
 
-def _overlay_current(overlay: Optional[Path]) -> bool:
+def _overlay_current(overlay: Optional[str]) -> bool:
     """Whether an overlay generation is current: with no patch left it must be cleared, never kept live."""
     return overlay is not None and os.path.lexists(os.path.join(overlay, "current"))
 
@@ -329,7 +324,7 @@ def _journal_pending(request: RunRequest, plan: _Plan) -> bool:
     return os.path.lexists(os.path.join(target, JOURNAL_NAME))
 
 
-def _refuse_unwritable(report: Any, target: Path, on_conflict: str) -> None:
+def _refuse_unwritable(report: Any, target: StrPath, on_conflict: str) -> None:
     """A read-only target is fine only when no patch needs writing (all applied or skipped)."""
     if report.failed and on_conflict == "fail":
         raise _series_error(report)
@@ -356,8 +351,8 @@ def _put_configs(request: RunRequest, plan: _Plan) -> None:
 
     with _step("configs") as out:
         out.update(strategy=plan.strategy)
-        if plan.strategy == COPY_ONCE and request.configured_marker.exists():
-            out.update(outcome="kept", marker=str(request.configured_marker))
+        if plan.strategy == COPY_ONCE and os.path.exists(request.configured_marker):
+            out.update(outcome="kept", marker=os.fspath(request.configured_marker))
             return
         written = apply_configs(plan.config, plan.owner_ids, environ=request.environ, fs=request.fs)
         out.update(files=len(written))
@@ -366,7 +361,7 @@ def _put_configs(request: RunRequest, plan: _Plan) -> None:
             _mark_configured(request.configured_marker, request.fs)
 
 
-def _mark_configured(marker: Path, fs: seam.FileSystem) -> None:
+def _mark_configured(marker: StrPath, fs: seam.FileSystem) -> None:
     # Config files are written without fsync (they are redone at every COPY_ALWAYS start); a
     # COPY_ONCE container keeps them for good, so they must reach the disk before the marker does.
     os.sync()
@@ -378,7 +373,7 @@ def _mark_configured(marker: Path, fs: seam.FileSystem) -> None:
                           entry=ENV_STRATEGY) from err
 
 
-def _service_environment(plan: _Plan, environ: Mapping[str, str], overlay: Optional[Path]) -> Dict[str, str]:
+def _service_environment(plan: _Plan, environ: Mapping[str, str], overlay: Optional[str]) -> Dict[str, str]:
     """The environment of the service and of its check commands (which import the service's code too)."""
     from kolla_entry.start.execute import choose_my_ip, service_environment
 
@@ -386,13 +381,13 @@ def _service_environment(plan: _Plan, environ: Mapping[str, str], overlay: Optio
     # The service's import hook serves exactly the overlay this start chose, or none (under sudo the
     # caller's KOLLA_ENTRY_OVERLAY was ignored here, so it must not reach the service either).
     if overlay is not None:
-        env[ENV_OVERLAY] = str(overlay)
+        env[ENV_OVERLAY] = overlay
     else:
         env.pop(ENV_OVERLAY, None)
     return env
 
 
-def _start_service(plan: _Plan, environ: Mapping[str, str], overlay: Optional[Path]) -> int:
+def _start_service(plan: _Plan, environ: Mapping[str, str], overlay: Optional[str]) -> int:
     """Steps 5 and 6: privileges, then exec (or the DEBUG_CONTAINER hold)."""
     from kolla_entry.start.execute import debug_hold, drop_privileges, exec_service, is_debug_hold
 
@@ -427,7 +422,7 @@ def _current_user() -> str:
         return str(os.getuid())
 
 
-def _record(state_file: Path, section: str, data: Any) -> None:
+def _record(state_file: StrPath, section: str, data: Any) -> None:
     """Record a state section; a start never fails because the state file cannot be written."""
     from kolla_entry.patching import state
     try:

@@ -81,8 +81,8 @@ def test_patterns_from_options_then_environment_then_default() -> None:
 
 
 def test_target_explicit_then_environment(tmp_path: Path) -> None:
-    assert resolve_target(str(tmp_path), {}) == tmp_path
-    assert resolve_target(None, {"KOLLA_ENTRY_TARGET": str(tmp_path)}) == tmp_path
+    assert resolve_target(str(tmp_path), {}) == str(tmp_path)
+    assert resolve_target(None, {"KOLLA_ENTRY_TARGET": str(tmp_path)}) == str(tmp_path)
     with pytest.raises(EnvironmentProblem, match="does not exist"):
         resolve_target(str(tmp_path / "nope"), {})
 
@@ -91,13 +91,13 @@ def test_target_kolla_stable_symlink(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     (venv / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
     os.symlink("python3.11", venv / "lib" / "python3")
-    assert resolve_target(None, {}, venv=str(venv)) == venv / "lib" / "python3" / "site-packages"
+    assert resolve_target(None, {}, venv=str(venv)) == str(venv / "lib" / "python3" / "site-packages")
 
 
 def test_target_single_versioned_site_packages(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     (venv / "lib" / "python3.12" / "site-packages").mkdir(parents=True)
-    assert resolve_target(None, {}, venv=str(venv)) == venv / "lib" / "python3.12" / "site-packages"
+    assert resolve_target(None, {}, venv=str(venv)) == str(venv / "lib" / "python3.12" / "site-packages")
 
 
 def test_target_asks_the_venv_interpreter(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_target_asks_the_venv_interpreter(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     (venv / "lib" / "python3.99" / "site-packages").mkdir(parents=True)
     found = resolve_target(None, {}, venv=str(venv))
-    assert found.parent.name == f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    assert Path(found).parent.name == f"python{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def test_no_target_is_an_environment_error(tmp_path: Path) -> None:

@@ -233,6 +233,6 @@ class TestLoadConfig:
         assert "cannot read" in str(info.value)
 
     def test_default_path_prefers_yaml_like_kolla_master(self, tmp_path: Path) -> None:
-        assert default_config_path(tmp_path) == tmp_path / "config.json"
+        assert default_config_path(tmp_path) == str(tmp_path / "config.json")
         (tmp_path / "config.yaml").write_text("{}")
-        assert default_config_path(tmp_path) == tmp_path / "config.yaml"
+        assert default_config_path(tmp_path) == str(tmp_path / "config.yaml")
