@@ -90,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             tail = f"| first start {first_ms['median_ms'] / place_ms['median_ms']:.2f} x this | |"
         lines.append(f"| {name} | {summary['median_ms']:.1f} | {summary['min_ms']:.1f} | {summary['max_ms']:.1f} "
-                     f"| {summary['cpu_median_ms']:.1f} | {summary['peak_rss_mib']:.1f} {tail}")
+                     f"| {summary['cpu_median_ms']:.1f} | {bench_run.rss_text(summary)} {tail}")
     lines.append("")
     lines.append(f"Correctness: {len(wrong)} of {count} served files differ from nova {wl.NOVA_NEW}")
     lines.append(f"Import-ready: {ready} of {len(modules)} served patched modules have bytecode Python uses")

@@ -82,7 +82,8 @@ def main() -> int:
     enter_overlay_root(args.scratch)
     shutil.copytree(args.config_dir, KOLLA_CONFIG_DIR)
     results = measure(cases(args), args.runs, progress=lambda note: print(f"  start-up {note}", file=sys.stderr))
-    print(json.dumps({name: {"seconds": s.seconds, "rss_kib": s.rss_kib, "cpu_seconds": s.cpu_seconds}
+    print(json.dumps({name: {"seconds": s.seconds, "rss_kib": s.rss_kib, "cpu_seconds": s.cpu_seconds,
+                             "launcher_rss_kib": s.launcher_rss_kib}
                       for name, s in results.items()}))
     return 0
 

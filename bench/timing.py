@@ -2,7 +2,10 @@
 Timing primitives shared by ``bench/run.py`` and the start-up probe.
 
 A run is one child process: wall time from spawn to reap (``perf_counter``) and its peak RSS from
-``wait4``'s resource usage (Linux reports ``ru_maxrss`` in KiB). Cases are measured round-robin
+``wait4``'s resource usage (Linux reports ``ru_maxrss`` in KiB). Linux keeps a process's peak across
+``exec``, and the child starts as a copy of this Python process (``subprocess`` spawns with vfork), so a
+child smaller than the bench itself reports the bench's own peak: such a peak is only an upper bound
+(``rss_upper_bound``) and the tables print it as ``<= N``. Cases are measured round-robin
 (one run of each case per round) so that drift on a shared machine spreads over all of them, after
 one untimed warm-up run each. A case's ``prepare`` (a fresh copy of the target) is never timed.
 """
@@ -10,6 +13,7 @@ one untimed warm-up run each. A case's ``prepare`` (a fresh copy of the target) 
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -39,13 +43,16 @@ class Samples:
     seconds: List[float] = field(default_factory=list)
     rss_kib: List[int] = field(default_factory=list)
     cpu_seconds: List[float] = field(default_factory=list)
+    launcher_rss_kib: int = 0
 
     def summary(self) -> Dict[str, float]:
         """Median, min and max wall milliseconds, the median CPU milliseconds, the largest peak RSS in MiB."""
         ms = [s * 1000.0 for s in self.seconds]
         cpu = statistics.median(self.cpu_seconds) * 1000.0 if self.cpu_seconds else float("nan")
+        peak = max(self.rss_kib)
         return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms), "runs": len(ms),
-                "cpu_median_ms": cpu, "peak_rss_mib": max(self.rss_kib) / 1024.0}
+                "cpu_median_ms": cpu, "peak_rss_mib": peak / 1024.0,
+                "rss_upper_bound": peak <= self.launcher_rss_kib}
 
 
 def run_once(case: Case) -> Tuple[float, int, float]:
@@ -96,6 +103,8 @@ def measure(cases: Sequence[Case], runs: int, progress: Optional[Callable[[str],
                 results[case.name].seconds.append(seconds)
                 results[case.name].rss_kib.append(rss)
                 results[case.name].cpu_seconds.append(cpu)
+                launcher = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                results[case.name].launcher_rss_kib = max(results[case.name].launcher_rss_kib, launcher)
         if progress:
             progress(f"round {round_index}/{runs}" + (" (warm-up)" if round_index == 0 else ""))
     return results
