@@ -406,8 +406,13 @@ def main(argv: List[str]) -> int:
         if not up:
             region.report_not_ready()
         else:
+            runs = {p.name: p.runs for p in region.pods}
             results += scenario.run(region, WORK, say)
             done("scenario")
+            region.step(time.monotonic())
+            restarted = [p.name for p in region.pods if p.runs != runs[p.name] or (p.kind != "Job" and not p.ready)]
+            results.append((not restarted, "no pod exited or became unready during the scenario"
+                            + (f": {', '.join(restarted)}" if restarted else "")))
     finally:
         region.save_logs()
         if not os.environ.get("KEEP"):
