@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint unit demo demo-small charts images container-test bench bench-overlay stress clean
+.PHONY: test lint unit demo demo-small charts images container-test region-test region-test-all bench bench-overlay stress clean
 
 # Images (images/README.md): `make images` builds the base and every service image, `make images
 # SERVICES="nova neutron"` some; the infrastructure images with INFRA (default all three).
@@ -48,6 +48,25 @@ container-test: $(STAMP)
 	bash images/build.sh mariadb rabbitmq memcached keystone $(CONTAINER_TEST_SERVICES)
 	$(BIN)/python images/test/chart_test.py $(CONTAINER_TEST_SERVICES)
 	bash images/test/hardened-test.sh
+
+# The region test (tests/region/run.py): charts/europe-example-region rendered with tests/region/values.yaml and
+# run on podman, one network namespace per pod, then python-openstackclient's scenario against it. It builds the
+# images it needs (cached when nothing changed). region-test-all adds every other service (outside CI).
+REGION_IMAGES = mariadb rabbitmq memcached keystone glance placement nova neutron
+OSC := work/region/osc
+region-test: $(STAMP) $(OSC)/.installed-stamp
+	bash images/build.sh $(REGION_IMAGES)
+	$(BIN)/python tests/region/run.py
+
+region-test-all: $(STAMP) $(OSC)/.installed-stamp
+	bash images/build.sh $(REGION_IMAGES) barbican cinder designate horizon ironic manila
+	$(BIN)/python tests/region/run.py all
+
+# The scenario's client, pinned (tests/region/client-requirements.txt), apart from the project's venv.
+$(OSC)/.installed-stamp: tests/region/client-requirements.txt
+	test -x $(OSC)/bin/python || $(PYTHON) -m venv $(OSC)
+	$(OSC)/bin/python -m pip install -q -r $<
+	touch $@
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -7,7 +7,16 @@ if [ "$1" != rabbitmq-server ]; then
     exec "$@"
 fi
 if [ "$(id -u)" = 0 ]; then
-    chown rabbitmq:rabbitmq /var/lib/rabbitmq /etc/rabbitmq
+    # The Erlang cookie, made here as the server's: the chart's exec probes (rabbitmq-diagnostics) run as
+    # root with HOME=/var/lib/rabbitmq and would otherwise create it root-owned when they run first, and the
+    # server would then stop at "Error when reading /var/lib/rabbitmq/.erlang.cookie: eacces" (the region
+    # test, issue #15). chown also repairs a volume where that already happened.
+    cookie=/var/lib/rabbitmq/.erlang.cookie
+    if [ ! -s "$cookie" ]; then
+        (umask 077 && head -c 30 /dev/urandom | od -An -tx1 | tr -dc 0-9a-f >"$cookie")
+    fi
+    chown rabbitmq:rabbitmq /var/lib/rabbitmq /etc/rabbitmq "$cookie"
+    chmod 0400 "$cookie"
     exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups "$0" "$@"
 fi
 umask 077

@@ -34,7 +34,6 @@ Prints one PASS/FAIL line per check and `N passed, N failed`; exit status 1 on a
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib.util
 import json
 import os
@@ -44,19 +43,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import yaml
 from helm_python import chart as helm_chart
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+# The kubelet's part (volumes in the ..data layout, env, securityContext), shared with the region test.
+from tests.region.kubelet import PODMAN, PodPlace, Sources, events, logs, podman, podman_args, running  # noqa: E402
+
 WORK = REPO / "work" / "images" / "chart-test"
 PREFIX = os.environ.get("IMAGE_PREFIX", "localhost/kolla-entry")
 TAG = os.environ.get("IMAGE_TAG", "latest")
 # Container names: a run with another IMAGE_TAG (another worktree, sharing this machine's podman) has its own,
 # so that neither removes the other's containers as leftovers of an interrupted run.
 NAME = "kolla-entry-cht" if TAG == "latest" else f"kolla-entry-{TAG}-cht"
-PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
 ALL = ["keystone", "placement", "glance", "nova", "neutron", "cinder", "barbican", "designate", "ironic",
        "manila", "horizon"]
 # The main API of each service: component, path of its version document, the statuses it answers with.
@@ -88,14 +90,6 @@ def check(ok: bool, what: str, detail: str = "") -> bool:
     if not ok and detail:
         print("      " + detail[-3000:].replace("\n", "\n      "), flush=True)
     return ok
-
-
-def podman(*args: str, timeout: float = 600, check_rc: bool = False) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, CONTAINERS_CONF=str(REPO / "images" / "test" / "containers.conf"))
-    result = subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout, env=env)
-    if check_rc and result.returncode != 0:
-        raise RuntimeError(f"podman {' '.join(args[:3])}: {result.stderr.strip()}")
-    return result
 
 
 def build_charts() -> Path:
@@ -136,43 +130,6 @@ def render(chart: Path, vals: Dict[str, Any]) -> List[Dict[str, Any]]:
             for doc in yaml.safe_load_all(manifests[path]) if doc]
 
 
-def kubelet_layout(folder: Path, data: Dict[str, bytes], mode: int, group: Optional[int] = None,
-                   items: Optional[List[Dict[str, Any]]] = None) -> Path:
-    """
-    A ConfigMap/Secret volume as the kubelet writes it: ..<timestamp>/<path> files, ..data, one symlink per
-    top-level name. With ``items``, only those keys, each at its ``path`` (which may hold folders).
-    """
-    shutil.rmtree(folder, ignore_errors=True)
-    stamp = folder / time.strftime("..%Y_%m_%d_%H_%M_%S.000000000")
-    stamp.mkdir(parents=True)
-    files = {item["path"]: data[item["key"]] for item in items} if items else data
-    for path, content in files.items():
-        (stamp / path).parent.mkdir(parents=True, exist_ok=True)
-        (stamp / path).write_bytes(content)
-        if group is not None:  # the kubelet's fsGroup rule: the group owns it and may read it (mode | 0440)
-            os.chown(stamp / path, 0, group)
-            mode |= 0o440
-        os.chmod(stamp / path, mode)
-    os.symlink(stamp.name, folder / "..data")
-    for top in sorted({path.split("/", 1)[0] for path in files}):
-        os.symlink(f"..data/{top}", folder / top)
-    folder.chmod(0o755)
-    return folder
-
-
-def volume_folders(objects: List[Dict[str, Any]], run: Path) -> Dict[str, Path]:
-    """Every ConfigMap and Secret of the rendered chart, laid out once: name -> folder."""
-    folders = {}
-    for obj in objects:
-        if obj["kind"] == "ConfigMap":
-            data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
-            folders[obj["metadata"]["name"]] = kubelet_layout(run / obj["metadata"]["name"], data, 0o644)
-        elif obj["kind"] == "Secret":
-            data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
-            folders[obj["metadata"]["name"]] = (run / obj["metadata"]["name"], data)  # type: ignore[assignment]
-    return folders
-
-
 def pods(objects: List[Dict[str, Any]]) -> List[Tuple[str, str, Dict[str, Any]]]:
     """(kind, component, pod spec) of every workload and Job."""
     found = []
@@ -181,65 +138,6 @@ def pods(objects: List[Dict[str, Any]]) -> List[Tuple[str, str, Dict[str, Any]]]
             component = obj["metadata"]["labels"].get("app.kubernetes.io/component", obj["metadata"]["name"])
             found.append((obj["kind"], component, obj["spec"]["template"]["spec"]))
     return found
-
-
-def podman_args(pod: Dict[str, Any], container: Dict[str, Any], folders: Dict[str, Any], run: Path,
-                name: str) -> List[str]:
-    """`podman run` options for one rendered container; the image and its command come last."""
-    args = ["--name", name, "--network", f"container:{NAME}-sandbox", "--ulimit", "host"]
-    for var in container.get("env", []):
-        if "value" in var:
-            args += ["--env", f"{var['name']}={var['value']}"]
-        elif "fieldRef" in var.get("valueFrom", {}):
-            field = var["valueFrom"]["fieldRef"]["fieldPath"]
-            value = {"status.podIP": "127.0.0.1", "spec.nodeName": "ctest-node", "metadata.name": name}[field]
-            args += ["--env", f"{var['name']}={value}"]
-        elif "secretKeyRef" in var.get("valueFrom", {}):
-            ref = var["valueFrom"]["secretKeyRef"]
-            args += ["--env", f"{var['name']}={folders[ref['name']][1][ref['key']].decode()}"]
-    # The pod's securityContext, overridden field by field by the container's (as the kubelet merges them).
-    security = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
-    if security.get("privileged"):
-        args.append("--privileged")
-    if "runAsUser" in security:
-        group = f":{security['runAsGroup']}" if "runAsGroup" in security else ""
-        args += ["--user", f"{security['runAsUser']}{group}"]
-    if security.get("readOnlyRootFilesystem"):
-        # No podman tmpfs on /run, /tmp, /var/tmp: a pod gets only its own volumes.
-        args += ["--read-only", "--read-only-tmpfs=false"]
-    if security.get("allowPrivilegeEscalation") is False:
-        args += ["--security-opt", "no-new-privileges"]
-    for cap in security.get("capabilities", {}).get("drop", []):
-        args += ["--cap-drop", cap]
-    for cap in security.get("capabilities", {}).get("add", []):
-        args += ["--cap-add", cap]
-    fs_group = pod.get("securityContext", {}).get("fsGroup")
-    if fs_group is not None:
-        args += ["--group-add", str(fs_group)]
-    volumes = {v["name"]: v for v in pod.get("volumes", [])}
-    for mount in container.get("volumeMounts", []):
-        volume = volumes.get(mount["name"], {})
-        ro = ":ro" if mount.get("readOnly") else ""
-        if "configMap" in volume:
-            source = folders[volume["configMap"]["name"]]
-        elif "secret" in volume:
-            secret_name = volume["secret"]["secretName"]
-            folder, data = folders[secret_name]
-            mode = volume["secret"].get("defaultMode", 0o644)
-            items = volume["secret"].get("items")
-            if items:  # a projection of some keys: a folder of its own
-                folder = folder.with_name(f"{folder.name}-{mount['name']}")
-            source = kubelet_layout(folder, data, mode, fs_group, items)
-        else:  # a claim, hostPath or emptyDir: an empty folder of this run
-            source = run / "volumes" / name / mount["name"]
-            source.mkdir(parents=True, exist_ok=True)
-            if fs_group is not None:
-                os.chown(source, 0, fs_group)
-                source.chmod(0o2775)
-        args += ["--volume", f"{source}:{mount['mountPath']}{ro}"]
-    if container.get("command"):
-        args += ["--entrypoint", json.dumps(container["command"])]
-    return args
 
 
 def check_overlay(name: str, pod: Dict[str, Any]) -> None:
@@ -253,28 +151,22 @@ def check_overlay(name: str, pod: Dict[str, Any]) -> None:
           "kolla-entry chose overlay mode", logs(name)[-2000:])
 
 
-def start(pod: Dict[str, Any], folders: Dict[str, Any], run: Path, name: str, image: str) -> bool:
+def container_args(pod: Dict[str, Any], sources: Sources, run: Path, name: str) -> List[str]:
+    """The rendered container's podman options, in the sandbox's network namespace: its address is 127.0.0.1."""
+    (container,) = pod["containers"]
+    fields = {"status.podIP": "127.0.0.1", "spec.nodeName": "ctest-node", "metadata.name": name}
+    return ["--name", name, "--network", f"container:{NAME}-sandbox",
+            *podman_args(pod, container, sources, PodPlace(run, name, "ctest-node"), fields)]
+
+
+def start(pod: Dict[str, Any], sources: Sources, run: Path, name: str, image: str) -> bool:
     (container,) = pod["containers"]
     podman("rm", "--force", "--ignore", "--time", "0", name)
-    args = podman_args(pod, container, folders, run, name)
+    args = container_args(pod, sources, run, name)
     result = podman("run", "-d", *args, image, *container.get("args", []))
     containers.append(name)
     return check(result.returncode == 0, f"{name}: container starts with the rendered command",
                  result.stderr)
-
-
-def logs(name: str) -> str:
-    result = podman("logs", name)
-    return str(result.stdout) + str(result.stderr)
-
-
-def events(text: str) -> List[Dict[str, Any]]:
-    found = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                found.append(json.loads(line))
-    return found
 
 
 def sandbox_pid() -> str:
@@ -300,10 +192,6 @@ def tcp_open(port: int) -> bool:
     code = "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 2).close()"
     return subprocess.run(["nsenter", "-t", sandbox_pid(), "-n", sys.executable, "-c", code, str(port)],
                           capture_output=True).returncode == 0
-
-
-def running(name: str) -> bool:
-    return str(podman("inspect", "--format", "{{.State.Running}}", name).stdout).strip() == "true"
 
 
 def wait_api(name: str, port: int, path: str, statuses: Tuple[int, ...], hotfix: str) -> bool:
@@ -356,10 +244,10 @@ def start_infra(charts: Path, vals: Dict[str, Any], run: Path) -> bool:
     database = ("mariadb", 3306) if umbrella["mariadb"]["enabled"] else ("postgres", 5432)
     for chart, probe in (database, ("rabbitmq", 5672), ("memcached", 11211)):
         objects = render(charts / chart, vals)
-        folders = volume_folders(objects, run / chart)
+        sources = Sources.of(objects)
         ((_, _, pod),) = pods(objects)
         name = f"{NAME}-{chart}"
-        if not start(pod, folders, run / chart, name, f"{PREFIX}-{chart}:{TAG}"):
+        if not start(pod, sources, run / chart, name, f"{PREFIX}-{chart}:{TAG}"):
             return False
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and running(name) and not tcp_open(probe):
@@ -382,10 +270,9 @@ def start_infra(charts: Path, vals: Dict[str, Any], run: Path) -> bool:
     return ok
 
 
-def check_patches(service: str, image: str, folders: Dict[str, Any], run: Path, pod: Dict[str, Any]) -> None:
-    (container,) = pod["containers"]
+def check_patches(service: str, image: str, sources: Sources, run: Path, pod: Dict[str, Any]) -> None:
     name = f"{NAME}-{service}-check-patches"
-    args = podman_args(pod, container, folders, run, name)
+    args = container_args(pod, sources, run, name)
     entry = args.index("--entrypoint")
     del args[entry:entry + 2]
     podman("rm", "--force", "--ignore", name)
@@ -413,7 +300,7 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
         check(False, f"{service}: image {image} exists (make images SERVICES={service})")
         return
     objects = render(charts / service, {**vals, **chart_secrets(service)})
-    folders = volume_folders(objects, run / service)
+    sources = Sources.of(objects)
     config = {k: json.loads(v) for obj in objects if obj["kind"] == "ConfigMap"
               and obj["metadata"]["name"] == f"{service}-config" for k, v in obj["data"].items()
               if k.endswith(".json")}
@@ -425,11 +312,11 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
                        " for t in gcc cc make; do command -v $t; done; true")
     check(leftovers.returncode == 0 and leftovers.stdout.strip() == "",
           f"{service}: no wheel, pip cache or compiler left in the image", leftovers.stdout + leftovers.stderr)
-    check_patches(service, image, folders, run / service, workloads[0][2])
+    check_patches(service, image, sources, run / service, workloads[0][2])
     api_component, path, statuses = API[service]
     for kind, component, pod in sorted(workloads, key=lambda w: (w[0] != "Job", w[1] != api_component)):
         name = f"{NAME}-{service}-{component}"
-        if not start(pod, folders, run / service, name, image):
+        if not start(pod, sources, run / service, name, image):
             continue
         if kind == "Job":
             result = podman("wait", name, timeout=600)
@@ -441,9 +328,8 @@ def test_service(service: str, charts: Path, vals: Dict[str, Any], run: Path, ke
         if component == api_component:
             port = int(pod["containers"][0]["ports"][0]["containerPort"])
             # The chart's patch that tags the API's answers (patches/<service>/*-x-kolla-hotfix-header.patch).
-            patches = folders.get(f"{service}-patches")
-            tagged = sorted(p.name[:-len(".patch")] for p in patches.glob("*-x-kolla-hotfix-header.patch")) \
-                if isinstance(patches, Path) else []
+            patches = sources.config_maps.get(f"{service}-patches", {})
+            tagged = sorted(p[:-len(".patch")] for p in patches if p.endswith("-x-kolla-hotfix-header.patch"))
             if wait_api(name, port, path, statuses, tagged[0] if tagged else ""):
                 user = config[f"{component}.json"]["user"]
                 uid = image_uid(image, user)

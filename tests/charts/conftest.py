@@ -10,7 +10,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import yaml
@@ -51,7 +51,7 @@ def render(chart_dir: Path, values: Optional[Dict[str, Any]] = None) -> List[Dic
     return objects
 
 
-def pod_templates(objects: List[Dict[str, Any]]) -> Iterator[tuple]:
+def pod_templates(objects: List[Dict[str, Any]]) -> Iterator[Tuple[Dict[str, Any], Dict[str, Any]]]:
     """(object, pod template) for every workload and Job."""
     for obj in objects:
         if obj["kind"] in {"Deployment", "DaemonSet", "StatefulSet", "Job"}:

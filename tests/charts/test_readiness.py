@@ -279,3 +279,11 @@ def test_kolla_entry_installs_the_key_folders_with_keystones_modes(region: List[
     _install_key_folders(region, tmp_path, rotated)
     assert {p.name: p.read_bytes() for p in fernet.iterdir()} == {
         "0": b"new-staged", "2": volume["fernet-keys/2"], "3": volume["fernet-keys/0"]}
+
+
+def test_designate_gives_every_cotyledon_service_a_worker_count(region: List[Dict[str, Any]]) -> None:
+    """designate 23 exits at start when a service's `workers` is unset (cotyledon wants an int >= 1)."""
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read_string(_find(region, "ConfigMap", "designate-config")["data"]["designate.conf"])
+    for component in ("central", "mdns", "worker", "producer"):
+        assert conf.getint(f"service:{component}", "workers") >= 1, component
