@@ -61,8 +61,7 @@ def declared_rule(declared: Mapping[str, str]) -> Rule:
         why = declared.get(rel)
         if why is None:
             return None
-        return (f"the image build copied this file elsewhere ({why}), so a hot-fix of it would never be served; "
-                "apply this fix in the image instead")
+        return f"the image declares this file unpatchable: {why}; apply this fix in the image instead"
     return rule
 
 
