@@ -40,7 +40,8 @@ images: $(STAMP)
 
 # The container test: the keystone image's kolla-entry checks (container-test.sh), then every service of
 # SERVICES started from its chart (chart_test.py) on the infrastructure images the umbrella uses, then Keystone
-# in a hardened container (read-only root, uid 42425, no capabilities: overlay mode, hardened-test.sh). CI runs
+# in a hardened container (read-only root, uid 42425, no capabilities: overlay mode, hardened-test.sh), then the
+# horizon image hardened with a template and a static-file hot-fix (horizon-hardened-test.sh). CI runs
 # the default (keystone nova neutron); `make container-test SERVICES=all` runs every service.
 CONTAINER_TEST_SERVICES = $(if $(filter command line environment,$(origin SERVICES)),$(SERVICES),keystone nova neutron)
 container-test: $(STAMP)
@@ -48,6 +49,8 @@ container-test: $(STAMP)
 	bash images/build.sh mariadb rabbitmq memcached keystone $(CONTAINER_TEST_SERVICES)
 	$(BIN)/python images/test/chart_test.py $(CONTAINER_TEST_SERVICES)
 	bash images/test/hardened-test.sh
+	bash images/build.sh horizon
+	bash images/test/horizon-hardened-test.sh
 
 # The region test (tests/region/run.py): charts/europe-example-region rendered with tests/region/values.yaml and
 # run on podman, one network namespace per pod, then python-openstackclient's scenario against it. It builds the

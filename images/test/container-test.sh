@@ -22,53 +22,15 @@ SITE=/var/lib/kolla/venv/lib/python3/site-packages
 export CONTAINERS_CONF="$HERE/containers.conf"
 NAME_PREFIX="kolla-entry-ct-$$"
 CONTAINERS=()
-PASSED=0
-FAILED=0
 STARTED="$(date +%s)"
-
-pm() {
-    podman --runtime runc --cgroup-manager cgroupfs "$@"
-}
-
-# pm_run SECONDS ARGS...: a foreground `podman run` that cannot hang the test (cleanup removes the container).
-pm_run() {
-    local seconds="$1"
-    shift
-    timeout --kill-after 10 "$seconds" podman --runtime runc --cgroup-manager cgroupfs run "$@"
-}
-
-probe() {
-    "$PY" "$HERE/probe.py" "$@"
-}
+# shellcheck source=images/test/lib.sh
+. "$HERE/lib.sh"
 
 # Run images/test/inside.py in a running container.
 inside() {
     local name="$1"
     shift
     pm exec -i "$name" python3 - "$@" <"$HERE/inside.py"
-}
-
-pass() {
-    PASSED=$((PASSED + 1))
-    printf 'PASS: %s\n' "$1"
-}
-
-# fail NAME [DETAILS]: details are indented, last 15 lines.
-fail() {
-    FAILED=$((FAILED + 1))
-    printf 'FAIL: %s\n' "$1"
-    if [ -n "${2:-}" ]; then
-        printf '%s\n' "$2" | tail -15 | sed 's/^/      /'
-    fi
-}
-
-# expect NAME ACTUAL EXPECTED
-expect() {
-    if [ "$2" == "$3" ]; then
-        pass "$1"
-    else
-        fail "$1" "expected: $3"$'\n'"got:      $2"
-    fi
 }
 
 elapsed() {
@@ -89,64 +51,10 @@ finish() {
     exit $?
 }
 
-# configmap_dir MOUNT MODE FILE...: lay FILEs out as the kubelet mounts a ConfigMap or Secret volume: the data
-# in a hidden timestamped folder, `..data` a symlink to it, each key a symlink through `..data`
-# (same layout as tests/helpers.py configmap_dir).
-configmap_dir() {
-    local mount="$1" mode="$2" stamp="..2026_11_25_10_00_00.123456789"
-    shift 2
-    mkdir -p "$mount/$stamp"
-    for file in "$@"; do
-        install -m "$mode" "$file" "$mount/$stamp/$(basename "$file")"
-    done
-    ln -s "$stamp" "$mount/..data"
-    for file in "$@"; do
-        ln -s "..data/$(basename "$file")" "$mount/$(basename "$file")"
-    done
-}
-
-# The example's files as a pod's ConfigMap holds them: the example's own install step
-# (examples/keystone/podlayout.py fill_markers) with the paths of an image and the keystone user.
-render_example() {
-    local out="$1" left
-    mkdir -p "$out"
-    "$PY" - "$ROOT/examples/keystone" "$out" <<'PYEOF' || { fail "render the keystone example for the image"; finish; }
-import sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from podlayout import CONFIG_SOURCES, EXAMPLE_DIR, fill_markers
-out = Path(sys.argv[2])
-for name in CONFIG_SOURCES:
-    (out / name).write_text(fill_markers((EXAMPLE_DIR / name).read_text(), Path("/"), "keystone"))
-PYEOF
-    left="$(grep -o '@[A-Z_]*@' "$out"/* | sort -u)"
-    if [ -n "$left" ]; then
-        fail "render the keystone example for the image: unknown install placeholders" "$left"
-        finish
-    fi
-}
-
-# A patch that cannot apply to keystone 30.0.0 (after 0001): its context is not in application.py.
-write_conflicting_patch() {
-    cat >"$1" <<'EOF'
-diff --git a/keystone/server/flask/application.py b/keystone/server/flask/application.py
---- a/keystone/server/flask/application.py
-+++ b/keystone/server/flask/application.py
-@@ -107,5 +107,5 @@ def _add_vary_x_auth_token_header(response):
-     # Add the expected Vary Header, this is run after every request in the
-     # response-phase
--    response.headers['Vary'] = 'X-Auth-Token, X-Not-In-This-Keystone'
-+    response.headers['Vary'] = 'X-Auth-Token'
-     return response
- 
-EOF
-}
-
 prepare_run_folder() {
     rm -rf "$RUN"
     mkdir -p "$RUN/src"
-    render_example "$RUN/src/config"
-    configmap_dir "$RUN/config" 0644 "$RUN"/src/config/*
+    keystone_config
     # Unique markers: they must never show up in any log.
     PASSWORD="ct-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     DB_MARKER="ct-db-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -155,10 +63,7 @@ prepare_run_folder() {
     printf 'sqlite:////var/lib/keystone/%s.db\n' "$DB_MARKER" >"$RUN/src/secrets/database-connection"
     # Secrets as with `defaultMode: 0400`: only root (kolla-entry, before dropping privileges) reads them.
     configmap_dir "$RUN/secrets" 0400 "$RUN"/src/secrets/*
-    configmap_dir "$RUN/patches-ok" 0644 "$ROOT"/patches/keystone/*.patch
-    write_conflicting_patch "$RUN/src/0004-conflicting-vary-header.patch"
-    configmap_dir "$RUN/patches-conflict" 0644 "$ROOT"/patches/keystone/*.patch \
-        "$RUN/src/0004-conflicting-vary-header.patch"
+    keystone_patches
     # Keystone's persistent data (database, key repositories): volumes owned by the keystone uid.
     install -d -o 42425 -g 42425 -m 0700 "$RUN/data" "$RUN/fernet-keys" "$RUN/credential-keys"
     PORT="$(probe free-port)"

@@ -26,19 +26,9 @@ export CONTAINERS_CONF="$HERE/containers.conf"
 NAME_PREFIX="kolla-entry-hardened-$$"
 IMAGE="localhost/kolla-entry-hardened-test:$$"
 CONTAINERS=()
-PASSED=0
-FAILED=0
 
-pm() { podman --runtime runc --cgroup-manager cgroupfs "$@"; }
-pm_run() { local s="$1"; shift; timeout --kill-after 10 "$s" podman --runtime runc --cgroup-manager cgroupfs run "$@"; }
-probe() { "$PY" "$HERE/probe.py" "$@"; }
-pass() { PASSED=$((PASSED + 1)); printf 'PASS: %s\n' "$1"; }
-fail() {
-    FAILED=$((FAILED + 1)); printf 'FAIL: %s\n' "$1"
-    [ -n "${2:-}" ] && printf '%s\n' "$2" | tail -15 | sed 's/^/      /'
-    return 0
-}
-expect() { if [ "$2" == "$3" ]; then pass "$1"; else fail "$1" "expected: $3"$'\n'"got:      $2"; fi; }
+# shellcheck source=images/test/lib.sh
+. "$HERE/lib.sh"
 finish() {
     if [ "${KEEP:-0}" != 1 ]; then
         [ "${#CONTAINERS[@]}" -gt 0 ] && pm rm --force --ignore --time 0 "${CONTAINERS[@]}" >/dev/null 2>&1
@@ -49,15 +39,6 @@ finish() {
     exit $?
 }
 trap finish INT TERM
-
-configmap_dir() {  # MOUNT MODE FILE...: the kubelet's ConfigMap/Secret layout (as container-test.sh)
-    local mount="$1" mode="$2" stamp="..2026_12_02_03_00_00.000000001"
-    shift 2
-    mkdir -p "$mount/$stamp"
-    for file in "$@"; do install -m "$mode" "$file" "$mount/$stamp/$(basename "$file")"; done
-    ln -s "$stamp" "$mount/..data"
-    for file in "$@"; do ln -s "..data/$(basename "$file")" "$mount/$(basename "$file")"; done
-}
 
 base_image() {
     BASE="${KEYSTONE_IMAGE:-localhost/kolla-entry-keystone:latest}"
@@ -90,36 +71,15 @@ EOF
 
 prepare() {
     rm -rf "$RUN"
-    mkdir -p "$RUN/src/config" "$RUN/src/secrets"
-    "$PY" - "$ROOT/examples/keystone" "$RUN/src/config" <<'PYEOF' || { fail "render the keystone example"; finish; }
-import sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from podlayout import CONFIG_SOURCES, EXAMPLE_DIR, fill_markers
-for name in CONFIG_SOURCES:
-    (Path(sys.argv[2]) / name).write_text(fill_markers((EXAMPLE_DIR / name).read_text(), Path("/"), "keystone"))
-PYEOF
-    configmap_dir "$RUN/config" 0644 "$RUN"/src/config/*
+    mkdir -p "$RUN/src/secrets"
+    keystone_config
     PASSWORD="hard-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     printf '%s\n' "$PASSWORD" >"$RUN/src/secrets/admin-password"
     printf 'sqlite:////var/lib/keystone/keystone.db\n' >"$RUN/src/secrets/database-connection"
     # A restricted pod's Secret: readable by the pod's uid (fsGroup), never by root alone.
     configmap_dir "$RUN/secrets" 0400 "$RUN"/src/secrets/*
     chown -R 42425:42425 "$RUN/secrets"
-    configmap_dir "$RUN/patches-ok" 0644 "$ROOT"/patches/keystone/*.patch
-    cat >"$RUN/src/0004-conflicting-vary-header.patch" <<'EOF'
-diff --git a/keystone/server/flask/application.py b/keystone/server/flask/application.py
---- a/keystone/server/flask/application.py
-+++ b/keystone/server/flask/application.py
-@@ -107,5 +107,5 @@ def _add_vary_x_auth_token_header(response):
-     # Add the expected Vary Header, this is run after every request in the
-     # response-phase
--    response.headers['Vary'] = 'X-Auth-Token, X-Not-In-This-Keystone'
-+    response.headers['Vary'] = 'X-Auth-Token'
-     return response
- 
-EOF
-    configmap_dir "$RUN/patches-conflict" 0644 "$ROOT"/patches/keystone/*.patch "$RUN/src/0004-conflicting-vary-header.patch"
+    keystone_patches
     install -d -o 42425 -g 42425 -m 0700 "$RUN/data" "$RUN/fernet-keys" "$RUN/credential-keys" "$RUN/overlay" \
         "$RUN/etc-keystone" "$RUN/kolla-keystone" "$RUN/run-kolla-entry"
     PORT="$(probe free-port)"
@@ -274,27 +234,11 @@ for line in sys.stdin:
     echo "      patch step (applied already-applied ms): first start: $first; restart: $again"
 }
 
-conflict() {
-    local name="$NAME_PREFIX-conflict" err rc
-    CONTAINERS+=("$name")
-    find "$RUN/overlay" -mindepth 1 -delete
-    pm_run 120 --name "$name" "${HARDENED[@]}" -v "$RUN/patches-conflict:/keystone-patches:ro" "$IMAGE" \
-        >/dev/null 2>"$RUN/conflict.err"
-    rc=$?
-    err="$(grep '^kolla-entry: ' "$RUN/conflict.err" | tail -1)"
-    expect "a conflicting patch refuses the start (exit 1)" "$rc" 1
-    if grep -q '0004-conflicting-vary-header.patch' <<<"$err" && grep -q 'hunk' <<<"$err"; then
-        pass "one line names patch, file and hunk"; printf '      %s\n' "${err:0:240}"
-    else
-        fail "one line names patch, file and hunk" "$(cat "$RUN/conflict.err")"
-    fi
-    expect "nothing was served: the overlay volume is empty" "$(ls -A "$RUN/overlay")" ""
-}
-
 base_image
 prepare
 thin_image
 bootstrap
 service
-conflict
+refused_start "a conflicting patch" "$RUN/patches-conflict" /keystone-patches "patch, file and hunk" \
+    0004-conflicting-vary-header.patch keystone/server/flask/application.py hunk
 finish

@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from kolla_entry import __version__
 from kolla_entry.constants import JOURNAL_NAME
@@ -28,11 +28,11 @@ from kolla_entry.log import get_logger
 from kolla_entry.overlay import build, hook, manifest
 from kolla_entry.overlay.layout import plan_layout
 from kolla_entry.overlay.rules import unservable
-from kolla_entry.patching import engine, pycache
+from kolla_entry.patching import engine, pycache, unpatchable
 from kolla_entry.patching.discover import discover
 from kolla_entry.patching.engine import PatchRequest
-from kolla_entry.patching.model import ALREADY_APPLIED, APPLICABLE, APPLIED, CONFLICT
-from kolla_entry.patching.plan import PatchInput, SeriesPlan, plan_series
+from kolla_entry.patching.model import ALREADY_APPLIED, APPLIED
+from kolla_entry.patching.plan import PatchInput, SeriesPlan
 from kolla_entry.patching.report import FileReport, PatchReport, SeriesReport
 
 log = get_logger("kolla_entry.overlay")
@@ -171,45 +171,16 @@ def _reused_report(item: Dict[str, Any]) -> PatchReport:
 
 
 def _plan(request: PatchRequest, inputs: List[PatchInput], *, dry_run: bool) -> SeriesPlan:
-    def run(items: Sequence[PatchInput]) -> SeriesPlan:
-        return plan_series(items, request.target, strip=request.strip, fuzz=request.fuzz,
-                           on_conflict=request.on_conflict, dry_run=dry_run)
+    declared = unpatchable.declared_rule(unpatchable.load(request.target))
 
-    plan = run(inputs)
-    refused = {}
-    for patch_report in plan.reports:
-        checked = _refuse_unservable(patch_report)
-        if checked is not patch_report:
-            refused[patch_report.patch] = checked
-    if not refused:
-        return plan
-    if request.on_conflict == "fail":
-        reports = tuple(refused.get(r.patch, _as_applicable(r)) for r in plan.reports)
-        return SeriesPlan(reports, ())
-    # skip: the series without those patches, as the engine leaves out any failed patch.
-    kept = run([item for item in inputs if item.name not in refused])
-    by_name = {r.patch: r for r in kept.reports}
-    return SeriesPlan(tuple(refused.get(item.name) or by_name[item.name] for item in inputs), kept.changes,
-                      kept.code)
-
-
-def _refuse_unservable(report: PatchReport) -> PatchReport:
-    if report.status not in (APPLIED, APPLICABLE):
-        return report
-    for file_report in report.files:
-        why = unservable(file_report.path) if file_report.status in (APPLIED, APPLICABLE) else None
+    def rule(rel: str) -> Optional[str]:
+        why = unservable(rel)
         if why is not None:
-            reason = f"overlay mode cannot serve this file: {why}; apply this fix in the image instead"
-            return replace(report, status=CONFLICT, reason=reason, file=file_report.path,
-                           files=(replace(file_report, status=CONFLICT, reason=reason),))
-    return report
+            return f"overlay mode cannot serve this file: {why}; apply this fix in the image instead"
+        return declared(rel)
 
-
-def _as_applicable(report: PatchReport) -> PatchReport:
-    if report.status != APPLIED:
-        return report
-    files = tuple(replace(f, status=APPLICABLE) if f.status == APPLIED else f for f in report.files)
-    return replace(report, status=APPLICABLE, files=files)
+    return unpatchable.plan_with_rules(inputs, request.target, rule, strip=request.strip, fuzz=request.fuzz,
+                                       on_conflict=request.on_conflict, dry_run=dry_run)
 
 
 def _commit(request: OverlayRequest, key: manifest.Key, report: SeriesReport, plan: SeriesPlan) -> SeriesReport:
@@ -254,7 +225,8 @@ def _commit(request: OverlayRequest, key: manifest.Key, report: SeriesReport, pl
 
 
 def _named_paths(plan: SeriesPlan) -> List[str]:
-    paths = [c.path for c in plan.changes]
+    # The image's declaration too: a rebuilt image that declares a served file unpatchable is a change.
+    paths = [unpatchable.DECLARATION_NAME, *(c.path for c in plan.changes)]
     for patch_report in plan.reports:
         paths.extend(f.path for f in patch_report.files)
         if patch_report.file:

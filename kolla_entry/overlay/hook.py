@@ -16,7 +16,11 @@ With it set (``kolla-entry run`` sets it for the service), :func:`activate`:
    file is a real folder in the overlay whose other entries are symlinks into the image, so
    ``__file__``, tracebacks, ``inspect.getsource``, ``importlib.resources``, ``get_data`` and
    ``os.path.dirname(__file__)`` all see the patched tree;
-4. when a patch deletes modules, puts :class:`HideDeleted` first on ``sys.meta_path``: a deleted
+4. puts :class:`ServeTopLevel` first on ``sys.meta_path``: the overlay's top-level packages and modules
+   are found in the overlay even when the service puts the image's site-packages ahead of it on
+   ``sys.path`` (horizon's ``openstack_dashboard/wsgi.py`` inserts it at index 0); their submodules
+   follow the package's ``__path__``, which is the overlay's;
+5. when a patch deletes modules, puts :class:`HideDeleted` before it: a deleted
    module that only the image still provides (a top-level module, a namespace package portion)
    is not found.
 
@@ -71,6 +75,34 @@ class HideDeleted:
         """Nothing cached."""
 
 
+class ServeTopLevel:
+    """
+    A meta path finder that finds the overlay's top-level packages and modules in the overlay first.
+
+    A namespace package is left to the path finder, which joins its portions along ``sys.path``.
+
+    Args:
+        names: the top-level names the overlay's tree holds.
+        tree: the generation's site-packages.
+    """
+
+    def __init__(self, names: FrozenSet[str], tree: str) -> None:
+        self.names = names
+        self.tree = [tree]
+
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]] = None, target: Any = None) -> Any:
+        """The overlay's spec of a top-level name it holds; anything else is left to the other finders."""
+        if path is not None or fullname not in self.names:
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(fullname, self.tree)
+        return spec if spec is not None and spec.origin is not None else None
+
+    def invalidate_caches(self) -> None:
+        """Nothing cached."""
+
+
 def activate(overlay: str, site_dir: str) -> Optional[str]:
     """
     Serve the overlay's current generation to this interpreter.
@@ -101,6 +133,7 @@ def activate(overlay: str, site_dir: str) -> Optional[str]:
         return None
     tree = os.path.join(generation, TREE)
     _insert_before(sys.path, tree, image)
+    sys.meta_path.insert(0, ServeTopLevel(_top_level(tree), tree))
     hidden = _read_lines(os.path.join(generation, HIDDEN_FILE))
     if hidden:
         sys.meta_path.insert(0, HideDeleted(frozenset(hidden), image))
@@ -114,6 +147,15 @@ def _insert_before(path: List[str], tree: str, image: str) -> None:
             path.insert(index, tree)
             return
     path.append(tree)
+
+
+def _top_level(tree: str) -> FrozenSet[str]:
+    try:
+        entries = os.listdir(tree)
+    except OSError:
+        return frozenset()
+    return frozenset(name[:-3] if name.endswith(".py") else name for name in entries
+                     if name.endswith(".py") or "." not in name)
 
 
 def _read_lines(name: str) -> List[str]:

@@ -93,10 +93,12 @@ def _run(request: PatchRequest, *, dry_run: bool) -> SeriesReport:
     code: Mapping[str, bytes] = {}
     if sources:
         # Only a start with patches pays for the parser, the matcher and the transaction (issue #7).
-        from kolla_entry.patching.plan import plan_series
+        from kolla_entry.patching import unpatchable
 
-        plan = plan_series([_read(source) for source in sources], request.target, strip=request.strip,
-                           fuzz=request.fuzz, on_conflict=request.on_conflict, dry_run=dry_run)
+        rule = unpatchable.declared_rule(unpatchable.load(request.target))
+        plan = unpatchable.plan_with_rules([_read(source) for source in sources], request.target, rule,
+                                           strip=request.strip, fuzz=request.fuzz,
+                                           on_conflict=request.on_conflict, dry_run=dry_run)
         report = replace(report, patches=plan.reports)
         changes, code = plan.changes, plan.code
     for patch_report in report.patches:

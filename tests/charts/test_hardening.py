@@ -28,11 +28,9 @@ SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.i
                 "net.ipv4.tcp_keepalive_probes"}
 SELINUX_TYPES = {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
 OVERLAY = "/var/lib/kolla-entry/overlay"
-# The components that keep privileges (charts/README.md "Hardened pods"), and the charts left unhardened.
+# The components that keep privileges (charts/README.md "Hardened pods"); every other OpenStack pod is hardened.
 PRIVILEGED = {("cinder", "volume"), ("ironic", "conductor"), ("manila", "share"), ("neutron", "openvswitch-agent"),
               ("neutron", "l3-agent"), ("neutron", "dhcp-agent"), ("neutron", "metadata-agent"), ("nova", "compute")}
-# horizon: its static files; the others: not yet run hardened in the container test (charts/README.md).
-UNHARDENED_CHARTS = {"horizon", "ironic", "manila"}
 
 
 def restricted_violations(pod: Dict[str, Any]) -> List[str]:
@@ -159,14 +157,14 @@ def test_every_pod_claiming_hardening_is_restricted(region: List[Dict[str, Any]]
 
 
 def test_hardened_pods_are_exactly_the_unprivileged_ones(region: List[Dict[str, Any]]) -> None:
-    """Every pod of the hardened charts is hardened except the privileged components; no pod of the others."""
+    """Every OpenStack pod of the region is hardened except the privileged components, in every chart."""
     seen = set()
     for obj, pod in openstack_pods(region):
         key = (chart_of(obj), component(obj))
         seen.add(key)
-        expected = key not in PRIVILEGED and key[0] not in UNHARDENED_CHARTS
-        assert claims_hardening(pod) == expected, obj["metadata"]["name"]
+        assert claims_hardening(pod) == (key not in PRIVILEGED), obj["metadata"]["name"]
     assert seen >= PRIVILEGED, PRIVILEGED - seen
+    assert {chart for chart, _ in seen} == set(SERVICES)
 
 
 def test_hardened_pods_run_as_the_kolla_uid_with_writable_emptydirs(region: List[Dict[str, Any]]) -> None:
@@ -231,7 +229,7 @@ def test_region_switch_turns_hardening_off(built_charts: Path) -> None:
                     assert "/var/lib/kolla/venv/etc/" not in text, (obj["metadata"]["name"], key)
 
 
-@pytest.mark.parametrize("name", ["keystone"])
+@pytest.mark.parametrize("name", ["keystone", "horizon"])
 def test_chart_switch_turns_hardening_off(built_charts: Path, name: str) -> None:
     """A chart's own hardening.enabled: false turns it off for that chart only."""
     objects = render(built_charts / name, {"hardening": {"enabled": False}})
@@ -239,13 +237,13 @@ def test_chart_switch_turns_hardening_off(built_charts: Path, name: str) -> None
     assert any(claims_hardening(p) for _, p in pod_templates(render(built_charts / name)))
 
 
-def test_every_chart_renders_restricted_when_turned_on(built_charts: Path) -> None:
-    """A chart left off (not yet run hardened) still renders restricted pods when its hardening.enabled is set."""
-    on = {"openstack": {name: {"hardening": {"enabled": True}} for name in SERVICES}}
-    pods = openstack_pods(render(built_charts / REGION, on))
-    for obj, pod in pods:
-        expected = (chart_of(obj), component(obj)) not in PRIVILEGED
-        assert claims_hardening(pod) == expected, obj["metadata"]["name"]
-        if expected:
-            assert restricted_violations(pod) == [], obj["metadata"]["name"]
-    assert {chart_of(o) for o, p in pods if claims_hardening(p)} == set(SERVICES)
+def test_horizon_serves_the_static_files_the_image_compressed() -> None:
+    """A read-only dashboard: the chart's STATIC_ROOT is where the image build collected and compressed offline."""
+    setup = (REPO / "images" / "horizon" / "setup.sh").read_text()
+    static = re.search(r"^static=(\S+)$", setup, re.M)
+    assert static is not None
+    settings = yaml.safe_load((CHARTS / "horizon" / "values.yaml").read_text())["conf"]["local_settings.py"]
+    assert f'STATIC_ROOT = "{static.group(1)}"' in settings and "COMPRESS_OFFLINE = True" in settings
+    assert "django-admin compress" in setup and "COMPRESS_OFFLINE = True" in setup
+    # Outside every writable folder of the hardened pod, so no emptyDir hides it.
+    assert not static.group(1).startswith(("/var/lib/horizon", "/etc/openstack-dashboard", "/tmp"))

@@ -5,6 +5,7 @@ reuse of an unchanged overlay, rebuild from scratch when anything changed, what 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from structlog.testing import capture_logs
 from kolla_entry.errors import EnvironmentProblem
 from kolla_entry.overlay import select
 from kolla_entry.patching.engine import PatchRequest, check_patches
+from kolla_entry.patching.unpatchable import DECLARATION_NAME
 from tests.helpers import read_tree
 from tests.overlay.kit import Box, make_box
 
@@ -171,6 +173,25 @@ def test_what_an_overlay_cannot_serve_is_a_conflict_naming_the_file(tmp_path: Pa
     assert (served / "a.py").is_symlink()
     # The series planned again without the refused patch keeps its compiled code: b.py gets its pyc.
     assert skipped.import_ready == ("pkg/b.py",) and (served / "__pycache__" / f"b.{TAG}.pyc").is_file()
+
+
+def test_a_file_the_image_declares_unpatchable_is_a_conflict_and_its_declaration_is_part_of_the_image(
+        tmp_path: Path) -> None:
+    declaration = {"pkg/data.txt": "collected elsewhere at build time"}
+    image = {**IMAGE, DECLARATION_NAME: json.dumps({why: [rel] for rel, why in declaration.items()}).encode()}
+    box = make_box(tmp_path, image)
+    box.add_patch(IMAGE, {"pkg/data.txt": b"two\n"})
+    box.add_patch(IMAGE, {"pkg/a.py": b"A = 2\n"})
+    report = box.apply(on_conflict="skip")
+    assert [p.status for p in report.patches] == ["conflict", "applied"]
+    line = report.failure_lines()[0]
+    assert "pkg/data.txt" in line and "collected elsewhere at build time" in line
+    # An image rebuilt with another declaration is another image: the generation is built again.
+    (box.site / DECLARATION_NAME).write_text(json.dumps({"other": ["pkg/b.py"]}))
+    with capture_logs() as logs:
+        again = box.apply(on_conflict="skip")
+    assert [p.status for p in again.patches] == ["applied", "applied"]
+    assert "overlay_stale" in [e["event"] for e in logs]
 
 
 def test_an_image_without_the_hook_is_refused(tmp_path: Path) -> None:

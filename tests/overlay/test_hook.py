@@ -62,6 +62,18 @@ def test_patched_modules_are_imported_from_the_overlay(tmp_path: Path) -> None:
     assert Path(tree).is_symlink()
 
 
+def test_the_image_put_first_on_sys_path_still_imports_the_overlay(tmp_path: Path) -> None:
+    """horizon's wsgi.py inserts its site-packages (resolved) at sys.path[0]: the fix must still be served."""
+    box = _box(tmp_path)
+    out = _service(box, "import os, sys\n"
+                        f"sys.path.insert(0, os.path.realpath({str(box.site)!r}))\n"
+                        "import pkg, pkg.mod, toplevel, ns.portion, ns.other\n"
+                        "out = [pkg.NAME, pkg.mod.__file__, toplevel.TOP, ns.portion.WHO, ns.other.OTHER]")
+    assert out[0] == "patched" and out[1].startswith(str(box.overlay / "gen-")) and out[2] == "patched"
+    # A namespace package keeps every portion (the image's too); sys.path order decides within it.
+    assert out[4] == 1
+
+
 def test_traceback_points_at_the_overlay_line(tmp_path: Path) -> None:
     box = _box(tmp_path)
     done = box.python_run("import pkg.mod\npkg.mod.f()")

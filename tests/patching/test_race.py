@@ -125,7 +125,8 @@ def test_swap_at_the_first_write_is_not_followed(tmp_path: Path, what: str, jour
 @pytest.mark.parametrize("what", SWAPS)
 def test_swap_right_after_the_check_is_refused(tmp_path: Path, what: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Swapped as soon as the plan is made (before stale pycs are removed): refused, outside untouched."""
-    from kolla_entry.patching import plan as plan_module
+    # The engine plans through unpatchable.plan_with_rules, which calls plan_series by its own name.
+    from kolla_entry.patching import unpatchable as plan_module
     request = _setup(tmp_path)
     make_tree(tmp_path / "outside", {"greeter/__pycache__/hello.cpython-311.pyc": b"pyc",
                                      "__pycache__/hello.cpython-311.pyc": b"pyc"})

@@ -28,6 +28,7 @@ from kolla_entry.errors import ConfigError
 from kolla_entry.start import runner
 from tests import sysusers
 from tests.helpers import configmap_dir, make_tree
+from tests.start.nonroot import run_as
 
 FAKE = Path(__file__).with_name("fakeservice.py")
 EXAMPLE = Path(__file__).parents[2] / "examples" / "small"
@@ -380,46 +381,12 @@ class TestPrivileges:
         tmp_path = shared_box.root
         config = tmp_path / "config.json"
         config.write_text(json.dumps({"directories": [{"path": f"{tmp_path}/d", "owner": "root", "perm": "0755"}]}))
-        result = _run_as(accounts.other.uid, accounts.other.gid, {
+        result = run_as(accounts.other.uid, accounts.other.gid, {
             "command": ["/bin/true"], "config": str(config), "user": accounts.service.name,
             "patterns": [f"{tmp_path}/none/*.patch"], "state_file": f"{tmp_path}/state.json"})
         assert result["error"] == "PrivilegeError"
         assert f"uid {accounts.other.uid}" in result["message"] and accounts.service.name in result["message"]
         assert not (tmp_path / "d").exists()
-
-
-# Runs the library as a non-root uid. The venv's interpreter lives under /root (0700 here), so the
-# child imports everything first, then drops to the uid and calls run().
-_AS_USER = """
-import importlib, json, os, pkgutil, sys
-from pathlib import Path
-import kolla_entry
-for module in pkgutil.walk_packages(kolla_entry.__path__, "kolla_entry."):
-    if module.name != "kolla_entry.__main__":
-        importlib.import_module(module.name)
-import kolla_entry.start.runner as runner
-import encodings.ascii, structlog, structlog.testing, unidiff
-from kolla_entry import log
-from kolla_entry.errors import KollaEntryError
-log.configure("json", stream=sys.stderr)
-args = json.loads(sys.argv[1])
-os.setgroups([]); os.setgid(int(sys.argv[3])); os.setuid(int(sys.argv[2]))
-try:
-    runner.run(runner.RunRequest(command=tuple(args["command"]), config=Path(args["config"]),
-               user=args.get("user"), patterns=tuple(args["patterns"]), target=args.get("target"),
-               state_file=Path(args["state_file"]), environ={"PATH": "/usr/bin:/bin"}))
-except KollaEntryError as err:
-    print(json.dumps({"error": type(err).__name__, "message": str(err)}))
-"""
-
-
-def _run_as(uid: int, gid: int, args: Dict[str, Any]) -> Dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", _AS_USER, json.dumps(args), str(uid), str(gid)],
-                          capture_output=True, text=True, timeout=30, check=False)
-    if not done.stdout.strip():
-        return {"returncode": done.returncode, "stderr": done.stderr}
-    result: Dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
 
 
 class TestSudo:
@@ -554,13 +521,13 @@ class TestPatches:
                 "target": str(site), "state_file": str(shared_box.state)}
         os.makedirs(shared_box.state.parent, mode=0o777)
         os.chmod(shared_box.state.parent, 0o777)
-        result = _run_as(accounts.other.uid, accounts.other.gid, args)
+        result = run_as(accounts.other.uid, accounts.other.gid, args)
         assert result["error"] == "PrivilegeError"
         assert f"uid {accounts.other.uid}" in result["message"] and str(site) in result["message"]
         assert (site / "pkg/mod.py").read_bytes() == b"a = 1\nb = 2\nc = 4\n"
         # Once root has applied it, the same non-root start finds nothing to write and execs.
         assert shared_box.run("--target", str(site), command=["/bin/true"]).returncode == 0
-        final = _run_as(accounts.other.uid, accounts.other.gid, args)
+        final = run_as(accounts.other.uid, accounts.other.gid, args)
         assert final.get("returncode") == 0, final
 
 

@@ -20,6 +20,7 @@ import pytest
 from tests import sysusers
 from tests.helpers import read_tree
 from tests.overlay.kit import Box, make_box
+from tests.start.nonroot import run_as
 
 IMAGE = {"pkg/__init__.py": b"", "pkg/mod.py": b"a = 1\nb = 2\nc = 4\n"}
 FIX = {"pkg/mod.py": b"a = 1\nb = 3\nc = 4\n"}
@@ -117,30 +118,6 @@ def test_a_sudo_caller_cannot_choose_the_overlay(tmp_path: Path) -> None:
     assert json.loads((box.root / "record.json").read_text())["overlay"] is None
 
 
-_AS_USER = """
-import importlib, json, os, pkgutil, sys
-from pathlib import Path
-import kolla_entry
-# Everything imported while root: the test venv lives under /root (0700), unreadable to the user.
-for module in pkgutil.walk_packages(kolla_entry.__path__, "kolla_entry."):
-    if module.name != "kolla_entry.__main__":
-        importlib.import_module(module.name)
-import encodings.ascii, hashlib, structlog, structlog.testing, unidiff
-import kolla_entry.start.runner as runner
-from kolla_entry import log
-from kolla_entry.errors import KollaEntryError
-log.configure("json", stream=sys.stderr)
-args = json.loads(sys.argv[1])
-os.setgroups([]); os.setgid(int(sys.argv[3])); os.setuid(int(sys.argv[2]))
-try:
-    runner.run(runner.RunRequest(command=tuple(args["command"]), config=Path(args["config"]),
-               patterns=tuple(args["patterns"]), target=args["target"], state_file=Path(args["state_file"]),
-               environ={"PATH": "/usr/bin:/bin", "KOLLA_ENTRY_OVERLAY": args["overlay"]}))
-except KollaEntryError as err:
-    print(json.dumps({"error": type(err).__name__, "message": str(err)}))
-"""
-
-
 def test_a_non_root_start_writes_only_the_overlay(shared_root: Path, accounts: sysusers.Accounts) -> None:
     """runAsUser: kolla-entry is the service uid throughout; the root-owned image is only read."""
     if not os.access("/usr/bin/python3", os.X_OK):
@@ -158,9 +135,8 @@ def test_a_non_root_start_writes_only_the_overlay(shared_root: Path, accounts: s
     args = {"command": [str(box.python), "-c", SERVICE, str(box.root / "run" / "record.json")],
             "config": str(config), "patterns": [f"{box.patches}/*.patch"], "target": str(box.site),
             "state_file": str(box.root / "run" / "state.json"), "overlay": str(box.overlay)}
-    done = subprocess.run([sys.executable, "-c", _AS_USER, json.dumps(args), str(user.uid), str(user.gid)],
-                          capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_as(user.uid, user.gid, args)
+    assert done.get("returncode") == 0, done
     record = json.loads((box.root / "run" / "record.json").read_text())
     assert (record["uid"], record["b"]) == (user.uid, 3)
     assert read_tree(box.site) == image
