@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Set, Tuple
 import pytest
 
 from kolla_entry.start.execute import split_command
-from tests.charts.conftest import REPO, SERVICES, chart_of
+from tests.charts.conftest import REGION, REPO, SERVICES, chart_of, render
 
 pytestmark = pytest.mark.charts
 
@@ -175,6 +175,31 @@ def test_gunicorn_serves_the_service_on_its_port(region: List[Dict[str, Any]], s
     module, _, attribute = argv[-1].partition(":")
     assert attribute == "application"
     assert module == SHIMS.get(service, WSGI_MODULES[service])
+
+
+# The component each WSGI service runs under gunicorn, whose `workers` value is its --workers.
+WSGI_COMPONENTS: Dict[str, str] = {service: "api" for service in WSGI_MODULES} | {
+    "horizon": "dashboard", "neutron": "server"}
+DEFAULT_WORKERS = 2
+
+
+def test_gunicorn_workers_default_to_the_charts_value(region: List[Dict[str, Any]]) -> None:
+    """Every gunicorn command runs the charts' default worker count unless a region sets `workers`."""
+    commands = _wsgi_commands(region)
+    assert {service: commands[service][0] for service in commands} == WSGI_COMPONENTS
+    assert {service: int(_option(argv, "--workers")) for service, (_, argv) in commands.items()} == dict.fromkeys(
+        WSGI_MODULES, DEFAULT_WORKERS)
+
+
+def test_a_regions_workers_value_reaches_the_gunicorn_command(built_charts: Path) -> None:
+    """`openstack.<chart>.components.<component>.workers` is the --workers of that chart's command alone."""
+    wanted = {service: 3 + index for index, service in enumerate(sorted(WSGI_COMPONENTS))}
+    values = {"openstack": {
+        service: {"enabled": True, "components": {WSGI_COMPONENTS[service]: {"workers": workers}}}
+        for service, workers in wanted.items()
+    }}
+    commands = _wsgi_commands(render(built_charts / REGION, values))
+    assert {service: int(_option(argv, "--workers")) for service, (_, argv) in commands.items()} == wanted
 
 
 @pytest.mark.parametrize("service", sorted(SHIMS))
