@@ -65,4 +65,4 @@ print(f"horizon: {len(declaration)} groups, {sum(map(len, declaration.values()))
 PY
 rm -f "$CONFIG_DIR/local_settings.py" "$site/openstack_dashboard/local/.secret_key_store" "$site/openstack_dashboard/local/"*.lock
 chmod -R a+rX "$static"
-python -c 'import pymemcache'
+python -c 'import pymemcache, whitenoise'  # the chart's memcached client and static-file server

@@ -2,14 +2,17 @@
 # Hardened horizon (issue #16): the horizon image as built (static files collected and compressed offline into a
 # read-only STATIC_ROOT, its unpatchable files declared) run as a restricted pod runs it: `--read-only`,
 # `--user 42420`, `--cap-drop ALL`, `no-new-privileges`, volumes owned by 42420 for the overlay, the config folder,
-# /tmp, /var/lib/horizon and the state folder. Checks: the login page is served (every compressed CSS/JS file it
-# names is in the image's STATIC_ROOT), with the hot-fixed middleware's header and the hot-fixed login template's
-# title (a template patch is served from the overlay), as uid 42420 with no capability, nothing written outside
-# the volumes; a patch to a static file refuses the start in one line naming the file and why.
+# /tmp, /var/lib/horizon and the state folder, gunicorn loading the chart's WSGI shim (conf horizon_wsgi.py of
+# charts/horizon/values.yaml: WhiteNoise around horizon). Checks: the login page is served (every compressed
+# CSS/JS file it names is in the image's STATIC_ROOT, and served by the same gunicorn with the bytes of the
+# image's copy), with the hot-fixed middleware's header and the hot-fixed login template's title (a template patch
+# is served from the overlay), as uid 42420 with no capability, nothing written outside the volumes; a patch to a
+# static file refuses the start in one line naming the file and why.
 # Prints PASS/FAIL lines and "N passed, N failed".
 #
 # Environment: HORIZON_IMAGE (default localhost/kolla-entry-horizon:latest, built by images/build.sh horizon).
-# Needs root with podman and runc. KEEP=1 keeps the containers and work/images/horizon-hardened-run.
+# Needs root with podman and runc, and .venv's PyYAML (make .venv/.installed-stamp) to read the chart's shim.
+# KEEP=1 keeps the containers and work/images/horizon-hardened-run.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -84,11 +87,16 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 STATIC_ROOT = "$STATIC"
 COMPRESS_OFFLINE = True
 PY
+    # The chart's own shim, as it is (no template in it), so that this test serves what the chart serves.
+    "$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["conf"]["horizon_wsgi.py"], end="")' \
+        "$ROOT/charts/horizon/values.yaml" >"$RUN/src/config/horizon_wsgi.py"
     cat >"$RUN/src/config/config.json" <<JSON
-{"command": "gunicorn --no-control-socket --bind 127.0.0.1:$PORT --workers 1 openstack_dashboard.wsgi:application",
+{"command": "gunicorn --no-control-socket --bind 127.0.0.1:$PORT --workers 1 --chdir /etc/openstack-dashboard horizon_wsgi:application",
  "user": "horizon",
  "config_files": [{"source": "/var/lib/kolla/config_files/local_settings.py",
-                   "dest": "/etc/openstack-dashboard/local_settings.py", "owner": "horizon", "perm": "0600"}]}
+                   "dest": "/etc/openstack-dashboard/local_settings.py", "owner": "horizon", "perm": "0600"},
+                  {"source": "/var/lib/kolla/config_files/horizon_wsgi.py",
+                   "dest": "/etc/openstack-dashboard/horizon_wsgi.py", "owner": "horizon", "perm": "0600"}]}
 JSON
     configmap_dir "$RUN/config" 0644 "$RUN"/src/config/*
     write_patches
@@ -118,6 +126,32 @@ print(" ".join(sorted(set(re.findall(r'"/static/(dashboard/(?:css|js)/[^"]+)"', 
 PYEOF
 }
 
+# The compressed CSS and JS files the login page names, fetched from the dashboard: each must answer 200 with
+# the bytes of the image's STATIC_ROOT copy and, named by its content's hash, an immutable Cache-Control.
+served_assets() {
+    local name="$1" served image
+    shift
+    served="$("$PY" - "${URL%/auth/login/}/static/" "$@" <<'PYEOF'
+import hashlib, sys, urllib.error, urllib.request
+for path in sys.argv[2:]:
+    try:
+        answer = urllib.request.urlopen(sys.argv[1] + path, timeout=30)
+    except urllib.error.HTTPError as err:
+        answer = err
+    body = answer.read()
+    print(hashlib.sha256(body).hexdigest(), path, answer.status, answer.headers.get("Cache-Control"))
+PYEOF
+)"
+    # shellcheck disable=SC2016  # expanded by the container's sh
+    image="$(pm exec "$name" sh -c 'cd "$0" && for f in "$@"; do set -- $(sha256sum "$f"); echo "$1 $2 200 max-age=315360000, public, immutable"; done' "$STATIC" "$@" 2>&1)"
+    if grep -q '/css/' <<<"$served" && grep -q '/js/' <<<"$served" && [ "$served" == "$image" ]; then
+        pass "the dashboard serves every compressed CSS/JS file the page names: 200, the image's bytes, cached for good ($(grep -c '/css/' <<<"$served") CSS, $(grep -c '/js/' <<<"$served") JS)"
+    else
+        fail "the dashboard serves the compressed CSS/JS files with the image's bytes" \
+            "served (sha256 path status cache-control):"$'\n'"$served"$'\n'"the image's:"$'\n'"$image"
+    fi
+}
+
 dashboard() {
     local name="$NAME_PREFIX-dashboard" page assets missing diff
     CONTAINERS+=("$name")
@@ -145,6 +179,8 @@ dashboard() {
     else
         fail "every compressed CSS/JS file the page names is in the image's STATIC_ROOT" "assets: $assets"$'\n'"missing: $missing"
     fi
+    # shellcheck disable=SC2086  # one path per word
+    served_assets "$name" $assets
     expect "the dashboard runs as uid 42420 with no capability" \
         "$(pm exec "$name" sh -c 'id -u; grep CapEff /proc/1/status | tr -d "\t"' 2>&1)" \
         "$(printf '42420\nCapEff:0000000000000000')"
