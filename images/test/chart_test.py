@@ -34,7 +34,6 @@ Prints one PASS/FAIL line per check and `N passed, N failed`; exit status 1 on a
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import secrets
@@ -46,11 +45,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import yaml
-from helm_python import chart as helm_chart
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 # The kubelet's part (volumes in the ..data layout, env, securityContext), shared with the region test.
+from tests.charts.conftest import build_charts, render  # noqa: E402
 from tests.region.kubelet import PODMAN, PodPlace, Sources, events, logs, podman, podman_args, running  # noqa: E402
 
 WORK = REPO / "work" / "images" / "chart-test"
@@ -92,18 +91,6 @@ def check(ok: bool, what: str, detail: str = "") -> bool:
     return ok
 
 
-def build_charts() -> Path:
-    """A built copy of charts/ (patches vendored, dependencies resolved), as tests/charts builds it."""
-    spec = importlib.util.spec_from_file_location("charts_build", REPO / "charts" / "build.py")
-    assert spec is not None and spec.loader is not None
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    shutil.rmtree(WORK / "charts", ignore_errors=True)
-    charts = build.stage(REPO / "charts", WORK / "charts")
-    build.build(charts, REPO / "patches", None)
-    return Path(charts)
-
-
 def values(secret_values: Dict[str, str]) -> Dict[str, Any]:
     """The umbrella's globals, endpoints on the sandbox's loopback, and this run's random secrets."""
     umbrella = yaml.safe_load((REPO / "charts" / "openstack" / "values.yaml").read_text())
@@ -121,13 +108,6 @@ def chart_secrets(service: str) -> Dict[str, Any]:
     region = yaml.safe_load((REPO / "charts" / "europe-example-region" / "values.yaml").read_text())
     keys = region.get("openstack", {}).get(service, {}).get("secrets", {})
     return {"secrets": {key: base64.urlsafe_b64encode(os.urandom(32)).decode() for key in keys}}
-
-
-def render(chart: Path, vals: Dict[str, Any]) -> List[Dict[str, Any]]:
-    with helm_chart.Chart.load(chart) as loaded:
-        manifests = loaded.render(vals, name="region", namespace="openstack")
-    return [doc for path in sorted(manifests) if not path.endswith("NOTES.txt")
-            for doc in yaml.safe_load_all(manifests[path]) if doc]
 
 
 def pods(objects: List[Dict[str, Any]]) -> List[Tuple[str, str, Dict[str, Any]]]:
@@ -381,7 +361,7 @@ def main(argv: List[str]) -> int:
     for old in sorted(names, key=lambda n: n.endswith("-sandbox")):
         if old.startswith(NAME + "-"):
             podman("rm", "--force", "--time", "0", old)
-    charts = build_charts()
+    charts = build_charts(WORK / "charts")
     # Rule 4 secrets: every key the example region sets (database, messaging and Keystone passwords, the
     # keystone admin's among them), each a fresh random value.
     region = yaml.safe_load((REPO / "charts" / "europe-example-region" / "values.yaml").read_text())

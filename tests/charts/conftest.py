@@ -39,6 +39,15 @@ def load_build_module() -> ModuleType:
     return module
 
 
+def build_charts(dest: Path) -> Path:
+    """A built copy of charts/ at ``dest``: patches vendored from patches/, dependencies resolved (no packaging)."""
+    build = load_build_module()
+    shutil.rmtree(dest, ignore_errors=True)
+    charts = Path(build.stage(CHARTS, dest))
+    build.build(charts, PATCHES, None)
+    return charts
+
+
 def render(chart_dir: Path, values: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     """Render a chart with the real Helm engine; returns the Kubernetes objects (NOTES.txt left out)."""
     with helm_chart.Chart.load(chart_dir) as chart:
@@ -75,11 +84,9 @@ def build() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def built_charts(build: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built_charts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A built copy of charts/: patches vendored, dependencies resolved (no packaging)."""
-    charts = build.stage(CHARTS, tmp_path_factory.mktemp("built") / "charts")
-    build.build(charts, PATCHES, None)
-    return Path(charts)
+    return build_charts(tmp_path_factory.mktemp("built") / "charts")
 
 
 @pytest.fixture(scope="session")

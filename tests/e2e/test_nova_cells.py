@@ -18,7 +18,7 @@ from typing import Dict, Iterator
 
 import pytest
 
-from tests.charts.conftest import CHARTS, PATCHES, load_build_module, render
+from tests.charts.conftest import build_charts, render
 
 pytestmark = pytest.mark.e2e
 
@@ -47,9 +47,7 @@ def _ensure_venv() -> Path:
 @pytest.fixture(scope="module")
 def scripts(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
     """db-setup.sh and schema-check.py from the nova chart's config ConfigMap, rendered by Helm."""
-    build = load_build_module()
-    charts = Path(build.stage(CHARTS, tmp_path_factory.mktemp("charts") / "charts"))
-    build.build(charts, PATCHES, None)
+    charts = build_charts(tmp_path_factory.mktemp("charts") / "charts")
     config = next(o for o in render(charts / "nova") if o["kind"] == "ConfigMap" and o["metadata"]["name"] ==
                   "nova-config")
     return {name: config["data"][name] for name in ("db-setup.sh", "schema-check.py")}

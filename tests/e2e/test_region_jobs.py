@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
-from tests.charts.conftest import CHARTS, PATCHES, load_build_module, render
+from tests.charts.conftest import build_charts, render
 from tests.e2e.podkit import Pod, podlayout
 
 pytestmark = pytest.mark.e2e
@@ -26,10 +26,7 @@ REGION = "e2e-region"
 
 @pytest.fixture(scope="module")
 def built_charts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    build = load_build_module()
-    charts = Path(build.stage(CHARTS, tmp_path_factory.mktemp("charts") / "charts"))
-    build.build(charts, PATCHES, None)
-    return charts
+    return build_charts(tmp_path_factory.mktemp("charts") / "charts")
 
 
 def _config_data(charts: Path, service: str, values: Optional[Dict[str, Any]] = None) -> Dict[str, str]:

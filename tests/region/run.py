@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.charts.conftest import load_build_module, render  # noqa: E402
+from tests.charts.conftest import build_charts, render  # noqa: E402
 from tests.region import scenario  # noqa: E402
 from tests.region.kubelet import Obj, PodPlace, Sources, podman, podman_args  # noqa: E402
 
@@ -137,10 +137,7 @@ class Pod:
 def render_region(values_files: List[Path], work: Path) -> List[Obj]:
     """The region chart built under ``work`` and rendered by the real Helm engine with the test values
     (later files win)."""
-    build = load_build_module()
-    shutil.rmtree(work / "charts", ignore_errors=True)
-    charts = Path(build.stage(REPO / "charts", work / "charts"))
-    build.build(charts, REPO / "patches", None)
+    charts = build_charts(work / "charts")
     values: Obj = {}
     for path in values_files:
         values = merge(values, yaml.safe_load(path.read_text()))
