@@ -46,6 +46,7 @@ SCALE_GOAL = 1.1
 RSS_GOAL = 1.25  # x the peak RSS of compile() of the largest patched module alone
 # A start takes ~0.1 s: three times the runs cost little and steady the medians on a busy machine.
 STARTUP_RUNS_FACTOR = 3
+FLOOR = "floor: compile() of the patched modules in forked workers, nothing else"
 
 
 def note(text: str) -> None:
@@ -158,6 +159,14 @@ def compile_alone_case(work: wl.Workloads, bin_dir: Path) -> Case:
                  "'exec', dont_inherit=True)", str(largest_patched_module(work))], env=clean_env())
 
 
+def compile_floor_case(work: wl.Workloads, bin_dir: Path) -> Case:
+    """The patched modules compiled on every CPU, as kolla-entry's check does, and nothing else."""
+    modules = [str(work.new_tree / rel) for rel in patched_paths(work.patches)
+               if rel.endswith(".py") and (work.new_tree / rel).exists()]
+    return Case(FLOOR, [str(bin_dir / "python"), str(Path(__file__).resolve().parent / "compile_floor.py"), *modules],
+                env=clean_env())
+
+
 def patch_cases(work: wl.Workloads, bin_dir: Path) -> List[Case]:
     """The 86-patch apply: kolla-entry and the three references (+ compileall), each on a fresh copy."""
     tree = RUN_DIR / "site-packages"
@@ -189,6 +198,7 @@ def patch_cases(work: wl.Workloads, bin_dir: Path) -> List[Case]:
         Case("(c) git apply -p1, all files, + compileall", [*then_compile, "git", "apply", "-p1", *files], cwd=tree,
              env=clean_env(GIT_CEILING_DIRECTORIES=str(RUN_DIR)), prepare=prepare),
         compile_alone_case(work, bin_dir),
+        compile_floor_case(work, bin_dir),
     ]
 
 
@@ -337,6 +347,11 @@ def patch_rows(samples: Dict[str, Samples], count: int, verified: Dict[str, List
                         f"kolla-entry {ratio:.2f} x this (mins {by_min:.2f})" + (", the fastest" if is_goal else ""),
                         f"<= {PATCH_GOAL}" if is_goal else "", (ratio <= PATCH_GOAL) if is_goal else None,
                         differing=verified[name], ratio_of_mins=by_min))
+    compiled_only = samples[FLOOR]
+    ratio, by_min = ratios(compiled_only, samples[fastest])
+    rows.append(row("patching", f"floor: compile() of the {modules} patched modules on {len(os.sched_getaffinity(0))} "
+                    "CPUs (forked workers, biggest first), nothing else", compiled_only, ratio,
+                    f"{ratio:.2f} x the fastest (mins {by_min:.2f})", ratio_of_mins=by_min))
     for name in names:
         shown = name.split(",")[0] if name != names[0] else "kolla-entry apply-patches"
         rows.append(row("import-ready", f"after {shown}: changed modules with bytecode Python uses", entry,

@@ -116,8 +116,9 @@ def tree_facts(layout: Layout) -> Dict[str, Any]:
 
 
 def _pyc_fact(pyc: bc.Pyc) -> Dict[str, Any]:
+    code = pyc.marshalled()
     return {"source": pyc.source, "magic": pyc.magic.hex(), "mode": pyc.mode, "hash": pyc.source_hash.hex(),
-            "code": [len(pyc.code), digest(pyc.code)]}
+            "code": [len(code), digest(code)]}
 
 
 def document(key: Key, target: str, image: Dict[str, Any], tree: Dict[str, Any],

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, Union
 
 TIMESTAMP = "timestamp"
 CHECKED_HASH = "checked-hash"
@@ -26,6 +26,9 @@ _FLAGS: Dict[str, int] = {TIMESTAMP: 0b00, UNCHECKED_HASH: 0b01, CHECKED_HASH: 0
 _MODES = {flags: mode for mode, flags in _FLAGS.items()}
 
 HEADER_SIZE = 16
+
+#: A module's marshalled code, or what waits for it while workers still compile (``compilecheck``).
+Code = Union[bytes, Callable[[], bytes]]
 
 
 @dataclass(frozen=True)
@@ -102,20 +105,25 @@ class Pyc:
 
     Args:
         source: the module's path in the same commit (relative to the target).
-        code: the marshalled code object of the module's new content.
+        code: the marshalled code object of the module's new content, or a callable that waits
+            for it (the compile still running in workers when the commit starts).
         magic: the target interpreter's magic number.
         mode: the invalidation mode.
         source_hash: the new content's :func:`source_hash` (hash modes).
     """
 
     source: str
-    code: bytes
+    code: Code
     magic: bytes
     mode: str
     source_hash: bytes = b""
 
+    def marshalled(self) -> bytes:
+        """The marshalled code, waited for if it is still being compiled."""
+        return self.code if isinstance(self.code, bytes) else self.code()
+
     def render(self, mtime: float, size: int) -> bytes:
         """The pyc's bytes, given the written module's ``st_mtime`` and ``st_size``."""
         # int(), as the import system truncates st_mtime before comparing.
-        return pyc_bytes(self.code, magic=self.magic, mode=self.mode, mtime=int(mtime), size=size,
+        return pyc_bytes(self.marshalled(), magic=self.magic, mode=self.mode, mtime=int(mtime), size=size,
                          source_hash=self.source_hash)

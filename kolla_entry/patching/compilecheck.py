@@ -10,13 +10,18 @@ The code objects are not thrown away (issue #13): for the modules the commit wil
 worker sends back ``marshal.dumps`` of its code, and :mod:`kolla_entry.patching.pycache` turns it
 into the ``.pyc`` Python will load. A code object lives only in the process that compiled it, one
 at a time; the parent holds marshalled bytes, never all code objects at once.
+
+An apply need not wait for the workers before it commits (:func:`start`): the commit stages the
+module texts, and the pycs of the modules already compiled, while the rest compile; it takes
+each module's code when it renders that pyc and the verdict before anything becomes visible
+(the swap), so a module that does not compile still means nothing was written.
 """
 
 from __future__ import annotations
 
 import marshal
 import os
-from typing import TYPE_CHECKING, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from kolla_entry.errors import PatchConflict
 
@@ -29,6 +34,8 @@ PARALLEL_BYTES = 1024 * 1024
 Module = Tuple[str, bytes]
 #: Index of a module in the checked sequence -> ``marshal.dumps`` of its code object.
 Marshalled = Dict[int, bytes]
+#: What a worker sends back: the module's index, whether it compiles, its marshalled code if kept.
+_Result = Tuple[int, bool, Optional[bytes]]
 
 _SHARED: Sequence[Module] = ()
 _KEEP: FrozenSet[int] = frozenset()
@@ -57,6 +64,89 @@ def python_modules(writes: Mapping[str, object]) -> List[str]:
     return [rel for rel, state in writes.items() if state is not None and rel.endswith(".py")]
 
 
+class NotCompiled(Exception):
+    """A module of a :class:`Compilation` does not compile (raised where its code or verdict is awaited)."""
+
+
+class Compilation:
+    """
+    The compile of a set of modules, finished or still running in forked workers (see :func:`start`).
+
+    Use as a context manager: leaving it stops the workers, whatever their state.
+    """
+
+    def __init__(self, found: Optional[Marshalled], results: Optional[Iterator[_Result]] = None,
+                 pool: Any = None) -> None:
+        self._found: Marshalled = found or {}
+        self._failed = found is None and results is None
+        self._results = results
+        self._pool = pool
+
+    @property
+    def running(self) -> bool:
+        """Whether workers may still be compiling (results not all taken yet)."""
+        return self._results is not None and not self._failed
+
+    def code(self, index: int) -> bytes:
+        """
+        The marshalled code of kept module ``index``, once its worker sent it.
+
+        Raises:
+            NotCompiled: some module of the set does not compile.
+        """
+        while index not in self._found and self._next():
+            pass
+        if self._failed:
+            raise NotCompiled()
+        return self._found[index]
+
+    def wait(self) -> Optional[Marshalled]:
+        """Every kept module's marshalled code once all are compiled; None when any does not compile."""
+        while self._next():
+            pass
+        return None if self._failed else self._found
+
+    def confirm(self) -> None:
+        """
+        Return once every module compiled.
+
+        Raises:
+            NotCompiled: some module does not compile.
+        """
+        if self.wait() is None:
+            raise NotCompiled()
+
+    def _next(self) -> bool:
+        """Take one more result from the workers; False once none is left to take."""
+        if self._failed or self._results is None:
+            return False
+        try:
+            index, ok, code = next(self._results)
+        except StopIteration:
+            self._results = None
+            self.close()
+            return False
+        if not ok:
+            self._failed = True
+            self.close()
+        elif code is not None:
+            self._found[index] = code
+        return not self._failed
+
+    def close(self) -> None:
+        """Stop the workers (a no-op once they are done)."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.terminate()
+            _release()
+
+    def __enter__(self) -> Compilation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def all_compile(modules: Sequence[Module]) -> bool:
     """
     Whether every module compiles: in forked workers for a large set on several CPUs, else here.
@@ -75,6 +165,19 @@ def compile_all(modules: Sequence[Module], keep: Sequence[int] = ()) -> Optional
     Returns:
         None when any module does not compile; else the marshalled code of each index of ``keep``.
     """
+    with start(modules, keep) as compilation:
+        return compilation.wait()
+
+
+def start(modules: Sequence[Module], keep: Sequence[int] = ()) -> Compilation:
+    """
+    Start compiling every module: in forked workers for a large set on several CPUs (returning
+    at once), else here (returning when done).
+
+    Args:
+        modules: (path, content) of each module to check; the workers inherit them at the fork.
+        keep: the indexes whose marshalled code to keep (the contents the commit writes).
+    """
     wanted = frozenset(keep)
     workers = min(len(modules), _usable_cpus())
     if workers >= 2 and sum(len(content) for _, content in modules) >= PARALLEL_BYTES:
@@ -87,15 +190,15 @@ def compile_all(modules: Sequence[Module], keep: Sequence[int] = ()) -> Optional
     for index, (rel, content) in enumerate(modules):
         code, error = _compile(rel, content, keep=index in wanted)
         if error is not None:
-            return None
+            return Compilation(None)
         if code is not None:
             found[index] = code
-    return found
+    return Compilation(found)
 
 
-def _in_workers(modules: Sequence[Module], keep: FrozenSet[int], workers: int) -> Optional[Marshalled]:
+def _in_workers(modules: Sequence[Module], keep: FrozenSet[int], workers: int) -> Compilation:
     """
-    :func:`compile_all` in forked workers.
+    :func:`start` in forked workers.
 
     Raises:
         OSError: no pool can be made here (then the caller compiles in-process).
@@ -104,21 +207,21 @@ def _in_workers(modules: Sequence[Module], keep: FrozenSet[int], workers: int) -
 
     global _SHARED, _KEEP
     _SHARED, _KEEP = modules, keep  # the forked workers inherit them: no source is pickled
-    found: Marshalled = {}
     try:
-        biggest_first = sorted(range(len(modules)), key=lambda i: -len(modules[i][1]))
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for index, ok, code in pool.imap_unordered(_compiles, biggest_first, chunksize=1):
-                if not ok:
-                    return None
-                if code is not None:
-                    found[index] = code
-        return found
-    finally:
-        _SHARED, _KEEP = (), frozenset()
+        pool = multiprocessing.get_context("fork").Pool(workers)
+    except BaseException:
+        _release()
+        raise
+    biggest_first = sorted(range(len(modules)), key=lambda i: -len(modules[i][1]))
+    return Compilation({}, pool.imap_unordered(_compiles, biggest_first, chunksize=1), pool)
 
 
-def _compiles(index: int) -> Tuple[int, bool, Optional[bytes]]:
+def _release() -> None:
+    global _SHARED, _KEEP
+    _SHARED, _KEEP = (), frozenset()
+
+
+def _compiles(index: int) -> _Result:
     rel, content = _SHARED[index]
     code, error = _compile(rel, content, keep=index in _KEEP)
     return index, error is None, code

@@ -13,7 +13,7 @@ import stat
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from kolla_entry.constants import DEFAULT_PATCH_GLOB, DEFAULT_STRIP, JOURNAL_NAME, MAX_PATCH_BYTES
 from kolla_entry.errors import EnvironmentProblem, PatchConflict, PatchRefused, WriteFailed
@@ -23,8 +23,12 @@ from kolla_entry.patching.model import SKIPPED
 from kolla_entry.patching.report import FAILED_STATUSES, FileReport, PatchReport, SeriesReport
 
 if TYPE_CHECKING:
-    from kolla_entry.patching.plan import PatchInput
+    from kolla_entry.patching.plan import PatchInput, SeriesPlan
+    from kolla_entry.patching.pycache import BytecodePlan
     from kolla_entry.patching.transaction import FileChange
+
+#: Why a commit wrote nothing (rolled back or refused before its first write).
+CommitError = Union[WriteFailed, PatchRefused, PatchConflict]
 
 # The logger name is a field of every JSON log line: it stays what it was before the layout move.
 log = get_logger("kolla_entry.engine")
@@ -89,24 +93,16 @@ def _run(request: PatchRequest, *, dry_run: bool) -> SeriesReport:
             _recover(request.target, journal)
     sources = discover(request.patterns)
     report = SeriesReport(target=str(request.target), dry_run=dry_run)
-    changes: Tuple[FileChange, ...] = ()
-    code: Mapping[str, bytes] = {}
+    outcome: Optional[_Outcome] = None
     if sources:
         # Only a start with patches pays for the parser, the matcher and the transaction (issue #7).
-        from kolla_entry.patching import unpatchable
-
-        rule = unpatchable.declared_rule(unpatchable.load(request.target))
-        plan = unpatchable.plan_with_rules([_read(source) for source in sources], request.target, rule,
-                                           strip=request.strip, fuzz=request.fuzz,
-                                           on_conflict=request.on_conflict, dry_run=dry_run)
-        report = replace(report, patches=plan.reports)
-        changes, code = plan.changes, plan.code
+        report, outcome = _series(request, report, sources, journal, dry_run=dry_run)
     for patch_report in report.patches:
         _log_patch(patch_report)
-    if not dry_run:
-        report = _commit(request, report, changes, code, journal)
-        if request.state_file is not None:
-            _record(request.state_file, report)
+    if outcome is not None:
+        _log_commit(request, outcome)
+    if not dry_run and request.state_file is not None:
+        _record(request.state_file, report)
     log.info("series_done", target=str(request.target), dry_run=dry_run, written=report.written,
              import_ready=len(report.import_ready),
              duration_ms=round((time.monotonic() - started) * 1000, 1), **report.counts())
@@ -142,35 +138,99 @@ def _recover(target: Path, journal: Path) -> None:
         log.warning("journal_recovered", target=str(target), journal=str(journal), action=done)
 
 
-def _commit(request: PatchRequest, report: SeriesReport, changes: Tuple[FileChange, ...],
-            code: Mapping[str, bytes], journal: Path) -> SeriesReport:
+class _Outcome(NamedTuple):
+    """What a commit did, logged after the patches' lines (the verdict may come during the commit)."""
+
+    changes: Tuple[FileChange, ...]
+    bytecode: Optional[BytecodePlan]
+    error: Optional[CommitError]
+
+
+def _series(request: PatchRequest, report: SeriesReport, sources: List[PatchSource], journal: Path, *,
+            dry_run: bool) -> Tuple[SeriesReport, Optional[_Outcome]]:
+    """Plan the series and, unless a dry run, commit it; the report and what the commit did."""
+    from kolla_entry.patching import unpatchable
+    from kolla_entry.patching.compilecheck import NotCompiled
+
+    rule = unpatchable.declared_rule(unpatchable.load(request.target))
+    inputs = [_read(source) for source in sources]
+
+    def plan(defer: bool) -> SeriesPlan:
+        return unpatchable.plan_with_rules(inputs, request.target, rule, strip=request.strip, fuzz=request.fuzz,
+                                           on_conflict=request.on_conflict, dry_run=dry_run, defer=defer)
+
+    # An apply commits while the compile check still runs in workers (issue #13): the commit
+    # stages the texts meanwhile and waits for the verdict before its swap.
+    series = plan(not dry_run)
+    try:
+        if dry_run:
+            return replace(report, patches=series.reports), None
+        try:
+            outcome = _commit(request, series, journal)
+            series.confirm()  # a commit refused before its swap did not wait for the verdict
+        except NotCompiled:
+            # A module does not compile and the commit rolled back: plan again checking each patch
+            # as it comes, which names that patch (and, with skip, commits the others).
+            series.close()
+            series = plan(False)
+            outcome = _commit(request, series, journal)
+        report = replace(report, patches=series.reports)
+    finally:
+        series.close()
+    if outcome is None:
+        return report, None
+    if outcome.error is not None:
+        return replace(report, error=str(outcome.error), error_operation=_operation(outcome.error)), outcome
+    ready = () if outcome.bytecode is None else outcome.bytecode.ready
+    return replace(report, written=True, changed_files=tuple(c.path for c in outcome.changes),
+                   import_ready=ready), outcome
+
+
+def _commit(request: PatchRequest, series: SeriesPlan, journal: Path) -> Optional[_Outcome]:
+    """
+    Commit the plan's changes with their bytecode; None when there is nothing to write.
+
+    Raises:
+        NotCompiled: the plan's compile check found a module that does not compile (rolled back).
+    """
+    changes = series.changes
     if not changes:
-        return report
+        return None
     from kolla_entry.patching import pycache
     from kolla_entry.patching.transaction import commit
 
-    paths = tuple(change.path for change in changes)
     try:
         # Inside the try: a folder swapped for a symlink after the check is refused here too.
-        bytecode = pycache.plan_bytecode(request.target, changes, code)
+        bytecode = pycache.plan_bytecode(request.target, changes, series.code)
         # One transaction for modules and their bytecode (issue #13): a rollback or a crash
         # recovery restores old text with old bytecode, never new text behind an old pyc.
-        commit(request.target, (*changes, *bytecode.changes), journal=journal)
+        commit(request.target, (*changes, *bytecode.changes), journal=journal, ready=series.confirm)
     except (WriteFailed, PatchRefused, PatchConflict) as err:
-        operation = err.operation if isinstance(err, WriteFailed) else err.status
-        log.error("commit_failed", target=str(request.target), operation=operation, file=err.file,
+        return _Outcome(changes, None, err)
+    return _Outcome(changes, bytecode, None)
+
+
+def _operation(err: CommitError) -> str:
+    return err.operation if isinstance(err, WriteFailed) else err.status
+
+
+def _log_commit(request: PatchRequest, outcome: _Outcome) -> None:
+    err = outcome.error
+    if err is not None:
+        log.error("commit_failed", target=str(request.target), operation=_operation(err), file=err.file,
                   reason=err.message, rolled_back=True)
-        return replace(report, error=str(err), error_operation=operation)
-    for change in changes:
+        return
+    for change in outcome.changes:
         log.info("file_written", path=change.path, deleted=change.content is None)
+    bytecode = outcome.bytecode
+    assert bytecode is not None
     if bytecode.removed:
         log.info("pycache_invalidated", files=len(bytecode.removed))
     if bytecode.reason:
         log.warning("bytecode_not_written", reason=bytecode.reason)
     # How many patched modules each service process will load without compiling (issue #13).
     log.info("modules_import_ready", modules=len(bytecode.ready),
-             of=sum(1 for c in changes if c.content is not None and c.path.endswith(".py")))
-    return replace(report, written=True, changed_files=paths, import_ready=bytecode.ready)
+             of=sum(1 for c in outcome.changes if c.content is not None and c.path.endswith(".py")))
 
 
 def _log_patch(report: PatchReport) -> None:

@@ -277,16 +277,16 @@ def _hunk_result(hunk: Hunk, result: Union[_Place, str], file_status: str) -> Hu
 
 def _assemble(text: Text, placed: Sequence[Tuple[Hunk, _Place]]) -> bytes:
     """The new content: file lines outside the hunks, context from the file, added lines from the hunk."""
+    # A run of untouched file lines is one join, not one piece per line: files are up to 1.5 MB.
     pieces: List[bytes] = []
     cursor = 0
     for hunk, place in placed:
         ending = text.ending(hunk)
-        pieces.extend(text.lines[cursor : place.start])
+        pieces.append(text.run(cursor, place.start))
         i = place.start
         for line in hunk.lines:
             if line.op == CONTEXT:
-                if i < text.size:  # a fuzzed-away trailing context line may lie past the end
-                    pieces.append(text.lines[i])
+                pieces.append(text.run(i, i + 1))  # empty past the end: a fuzzed-away trailing line
                 i += 1
             elif line.op == REMOVE:
                 i += 1
@@ -294,7 +294,7 @@ def _assemble(text: Text, placed: Sequence[Tuple[Hunk, _Place]]) -> bytes:
                 body = exact_key(line.text)
                 pieces.append(body + ending if line.newline else body)
         cursor = max(cursor, min(i, text.size))
-    pieces.extend(text.lines[cursor:])
+    pieces.append(text.run(cursor, text.size))
     pieces = [piece for piece in pieces if piece]
     fallback = text.ending(placed[0][0]) if placed else b"\n"
     for k in range(len(pieces) - 1):  # a line that lost its terminator is no longer the last one

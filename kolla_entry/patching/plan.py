@@ -8,10 +8,11 @@ value: one report per patch and the net file changes of the whole series.
 
 from __future__ import annotations
 
+import functools
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from kolla_entry.errors import PatchConflict, PatchInvalid, PatchRefused
 from kolla_entry.patching import compilecheck, confine, match, parse, relevance, reverse
@@ -35,6 +36,9 @@ from kolla_entry.patching.report import FileReport, PatchReport
 from kolla_entry.patching.transaction import FileChange
 from kolla_entry.patching.view import FileState, PatchWork, SeriesView
 
+if TYPE_CHECKING:
+    from kolla_entry.patching.bytecode import Code
+
 _NEW_FILE_MODE = 0o644
 
 
@@ -56,12 +60,37 @@ class SeriesPlan:
     The reports of every patch, in order, and the net changes to commit (maybe none).
 
     ``code`` maps each written module to the marshalled code of its new content, as the compile
-    check made it (issue #13: the commit writes it as bytecode); empty for a dry run.
+    check made it (issue #13: the commit writes it as bytecode); empty for a dry run. A deferred
+    plan (``plan_series(defer=True)``) may still be compiling: then ``compilation`` runs, each
+    ``code`` value waits for its module, and the reports hold only if :meth:`confirm` returns.
+    Close the plan (or use it as a context manager) to stop the workers.
     """
 
     reports: Tuple[PatchReport, ...]
     changes: Tuple[FileChange, ...]
-    code: Mapping[str, bytes] = field(default_factory=dict)
+    code: Mapping[str, Code] = field(default_factory=dict)
+    compilation: Optional[compilecheck.Compilation] = None
+
+    def confirm(self) -> None:
+        """
+        Return once every checked module compiled (at once when nothing is compiling).
+
+        Raises:
+            NotCompiled: a module does not compile; plan again without ``defer`` to name the patch.
+        """
+        if self.compilation is not None:
+            self.compilation.confirm()
+
+    def close(self) -> None:
+        """Stop the compile workers, if any still run."""
+        if self.compilation is not None:
+            self.compilation.close()
+
+    def __enter__(self) -> SeriesPlan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def plan_series(
@@ -72,6 +101,7 @@ def plan_series(
     fuzz: int,
     on_conflict: str,
     dry_run: bool,
+    defer: bool = False,
 ) -> SeriesPlan:
     """
     Work out a series of patches, in order, in memory.
@@ -84,6 +114,8 @@ def plan_series(
         on_conflict: ``fail``: any failed patch means no changes at all; ``skip``: failed
             patches are left out and the rest is kept.
         dry_run: report ``applicable`` instead of ``applied``.
+        defer: when the compile check runs in workers, return before it ends (not for a dry
+            run): the commit then overlaps it, see :class:`SeriesPlan`.
 
     Returns:
         The reports and the net changes (empty when nothing is to be written).
@@ -96,7 +128,12 @@ def plan_series(
     plan = _plan_series(patches, root, strip=strip, fuzz=fuzz, on_conflict=on_conflict, dry_run=dry_run,
                         check=collect)
     keep = () if dry_run else compilecheck.final_modules(modules, plan.changes)
-    compiled = compilecheck.compile_all(modules, keep)
+    compilation = compilecheck.start(modules, keep)
+    if defer and not dry_run and plan.changes and compilation.running:
+        code = {modules[index][0]: functools.partial(compilation.code, index) for index in keep}
+        return replace(plan, code=code, compilation=compilation)
+    with compilation:
+        compiled = compilation.wait()
     if compiled is not None:
         return replace(plan, code={modules[index][0]: code for index, code in compiled.items()})
     # A patch leaves a module that does not compile: plan again checking each patch as it comes,

@@ -94,7 +94,7 @@ def running_interpreter() -> Optional[Interpreter]:
     return None if tag is None else Interpreter(tag, importlib.util.MAGIC_NUMBER)
 
 
-def plan_bytecode(root: Path, changes: Sequence[FileChange], code: Mapping[str, bytes],
+def plan_bytecode(root: Path, changes: Sequence[FileChange], code: Mapping[str, bc.Code],
                   interpreter: Optional[Interpreter] = None) -> BytecodePlan:
     """
     Decide the pycs to write and remove for the modules ``changes`` write or delete (reads only).
@@ -102,7 +102,8 @@ def plan_bytecode(root: Path, changes: Sequence[FileChange], code: Mapping[str, 
     Args:
         root: the target folder.
         changes: the commit's changes; only ``.py`` files count.
-        code: module path -> marshalled code of its new content (from the compile check).
+        code: module path -> marshalled code of its new content (from the compile check), or what
+            waits for it while the check still runs.
         interpreter: who the bytecode is for; None: the running one.
 
     Returns:
@@ -229,7 +230,7 @@ def _series_mode(found: Sequence[_Beside]) -> str:
     return bc.TIMESTAMP
 
 
-def _pyc_for(beside: _Beside, code: Mapping[str, bytes], current: Optional[Interpreter],
+def _pyc_for(beside: _Beside, code: Mapping[str, bc.Code], current: Optional[Interpreter],
              default: str) -> Optional[FileChange]:
     change = beside.change
     marshalled = code.get(change.path)

@@ -48,19 +48,17 @@ class Text:
         self.bodies: List[bytes] = parts if self.open_end else parts[:-1]
         self.size = len(self.bodies)
         self._has_cr = b"\r" in content
-        self._lines: Optional[List[bytes]] = None
         self._keys: Dict[str, List[bytes]] = {}
         self._index: Dict[str, Dict[bytes, List[int]]] = {}
         self._ending: Optional[bytes] = None
 
-    @property
-    def lines(self) -> List[bytes]:
-        """The lines with their terminators, built only when new content is assembled."""
-        if self._lines is None:
-            self._lines = [body + b"\n" for body in self.bodies]
-            if self.open_end:
-                self._lines[-1] = self.bodies[-1]
-        return self._lines
+    def run(self, start: int, stop: int) -> bytes:
+        """Lines ``start`` to ``stop`` (past the end: none) with their terminators, as one piece."""
+        stop = min(stop, self.size)
+        if start >= stop:
+            return b""
+        joined = b"\n".join(self.bodies[start:stop])
+        return joined if stop == self.size and self.open_end else joined + b"\n"
 
     def keys(self, mode: str) -> List[bytes]:
         """Every line's comparison key in ``mode``, computed once."""

@@ -35,7 +35,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from kolla_entry.errors import EnvironmentProblem, PatchConflict, PatchRefused, WriteFailed
 from kolla_entry.fs.atomic import CREATE_FLAGS, atomic_write_file, temp_name, write_fd
@@ -111,8 +111,10 @@ class _Plan:
 class _Transaction:
     """One commit: its open folders, records and journal (see the module docstring)."""
 
-    def __init__(self, root: Path, fs: FileSystem, journal: Optional[Path], durable: bool) -> None:
+    def __init__(self, root: Path, fs: FileSystem, journal: Optional[Path], durable: bool,
+                 ready: Optional[Callable[[], None]] = None) -> None:
         self.root = root
+        self.ready = ready
         self.durable = durable
         self.fs = fs
         self.journal = journal
@@ -195,6 +197,8 @@ class _Transaction:
             self._mkdir(dirs, owner, mode)
         for plan, record in zip(self.plans, self.records):
             self._stage(plan, record)
+        if self.ready is not None:
+            self.ready()
         if self.journal is not None and self.durable:
             self._sync_dirs()
         self._write_journal(jr.COMMITTING)
@@ -299,7 +303,7 @@ class _Transaction:
 
 
 def commit(root: Path, changes: Sequence[FileChange], *, fs: FileSystem = REAL,
-           journal: Optional[Path] = None, durable: bool = True) -> None:
+           journal: Optional[Path] = None, durable: bool = True, ready: Optional[Callable[[], None]] = None) -> None:
     """
     Write and delete files below ``root``, all or nothing.
 
@@ -313,6 +317,9 @@ def commit(root: Path, changes: Sequence[FileChange], *, fs: FileSystem = REAL,
         durable: fsync files, folders and journal so the commit also survives a power loss.
             False skips every fsync (about 4x faster on ext4): the commit stays all or
             nothing against errors and a killed process, whose writes the page cache keeps.
+        ready: called once everything is staged, before anything becomes visible; an exception
+            from it (as from a pyc's code being awaited) rolls the commit back and passes through.
+            The engine's compile check ends here while the texts are staged (issue #13).
 
     Raises:
         PatchRefused: a path is unsafe, or a target is not a regular file. Nothing written.
@@ -330,7 +337,7 @@ def commit(root: Path, changes: Sequence[FileChange], *, fs: FileSystem = REAL,
     _check_bytecode_order(changes)
     if journal is not None and os.path.lexists(journal):
         raise EnvironmentProblem(f"a journal of an interrupted commit exists ({journal}); recover first")
-    txn = _Transaction(root, fs, journal, durable)
+    txn = _Transaction(root, fs, journal, durable, ready)
     try:
         txn.prepare(changes)
         try:

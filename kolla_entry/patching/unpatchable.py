@@ -66,14 +66,15 @@ def declared_rule(declared: Mapping[str, str]) -> Rule:
 
 
 def plan_with_rules(inputs: Sequence[PatchInput], target: Path, rule: Rule, *, strip: int, fuzz: int,
-                    on_conflict: str, dry_run: bool) -> SeriesPlan:
+                    on_conflict: str, dry_run: bool, defer: bool = False) -> SeriesPlan:
     """
     Plan the series as :func:`~kolla_entry.patching.plan.plan_series` does, then make each patch that
     changes a file ``rule`` refuses a ``conflict``: with ``fail`` nothing is written; with ``skip`` the
     series is planned again without those patches, as the engine leaves out any failed patch.
     """
     def run(items: Sequence[PatchInput]) -> SeriesPlan:
-        return plan_series(items, target, strip=strip, fuzz=fuzz, on_conflict=on_conflict, dry_run=dry_run)
+        return plan_series(items, target, strip=strip, fuzz=fuzz, on_conflict=on_conflict, dry_run=dry_run,
+                           defer=defer)
 
     plan = run(inputs)
     refused = {}
@@ -83,13 +84,18 @@ def plan_with_rules(inputs: Sequence[PatchInput], target: Path, rule: Rule, *, s
             refused[patch_report.patch] = checked
     if not refused:
         return plan
+    if plan.compilation is not None:
+        # The reports below must hold whether or not the workers find a module that does not compile:
+        # this rare case plans again without overlapping the compile.
+        plan.close()
+        return plan_with_rules(inputs, target, rule, strip=strip, fuzz=fuzz, on_conflict=on_conflict,
+                               dry_run=dry_run)
     if on_conflict == "fail":
         reports = tuple(refused.get(r.patch, _as_applicable(r)) for r in plan.reports)
         return SeriesPlan(reports, ())
     kept = run([item for item in inputs if item.name not in refused])
     by_name = {r.patch: r for r in kept.reports}
-    return SeriesPlan(tuple(refused.get(item.name) or by_name[item.name] for item in inputs), kept.changes,
-                      kept.code)
+    return replace(kept, reports=tuple(refused.get(item.name) or by_name[item.name] for item in inputs))
 
 
 def _refuse(report: PatchReport, rule: Rule) -> PatchReport:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
@@ -306,6 +306,63 @@ def test_with_skip_after_a_patch_that_does_not_compile_the_rest_still_gets_bytec
     assert report.import_ready == ("pkg/mod.py",)
     assert bytecode_mode(target, "pkg/mod.py") == "timestamp"
     assert bytecode_mode(target, "pkg/bad.py") is None
+
+
+def _big_module(value: str) -> bytes:
+    """Enough source that four of them are compiled in workers (above ``PARALLEL_BYTES``)."""
+    return "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(9000)).encode() + \
+        f"VALUE = {value!r}\n".encode()
+
+
+@pytest.fixture
+def deferred(monkeypatch: pytest.MonkeyPatch) -> List[bool]:
+    """Two workers even on one CPU; records, for each plan, whether it returned with the compile still running."""
+    from kolla_entry.patching import compilecheck, unpatchable
+
+    monkeypatch.setattr(compilecheck, "_usable_cpus", lambda: 2)
+    running: List[bool] = []
+    real = unpatchable.plan_series
+
+    def spy(*args: object, **kwargs: object) -> object:
+        plan = real(*args, **kwargs)  # type: ignore[arg-type]
+        running.append(plan.compilation is not None and plan.compilation.running)
+        return plan
+
+    monkeypatch.setattr(unpatchable, "plan_series", spy)
+    return running
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["compiles", "does-not-compile"])
+def test_a_commit_overlapping_the_compile_check_ends_all_new_with_bytecode_or_all_old(
+        tmp_path: Path, deferred: List[bool], broken: bool) -> None:
+    """
+    Issue #13: with the check in workers, the commit stages while they compile; a module that does
+    not compile rolls it back (old text, old bytecode) and the plan run again names the patch.
+    """
+    modules = {f"pkg/m{i}.py": _big_module("old") for i in range(4)}
+    target = make_tree(tmp_path / "site-packages", {"pkg/__init__.py": b"", **modules})
+    for rel in modules:
+        _compiled(target, rel, "timestamp")
+    patches = {}
+    for i, (rel, content) in enumerate(modules.items()):
+        new = content.replace(b"VALUE = 'old'", b"VALUE = 'new'" if not (broken and i == 2) else b"VALUE = ('new'")
+        patches[f"000{i}.patch"] = git_diff(tmp_path / f"g{i}", {rel: content}, {rel: new})
+    make_tree(tmp_path / "pkg-patches", patches)
+    before = read_tree(target)
+    report = apply_patches(PatchRequest(target=target, patterns=(f"{tmp_path}/pkg-patches/*.patch",)))
+    assert deferred[0], "the first plan did not return while its workers compiled"
+    if broken:
+        assert read_tree(target) == before
+        assert not report.written and report.patches[2].status == "conflict"
+        assert "would not compile" in report.patches[2].reason
+        assert deferred[1:] == [False], "the plan run again to name the patch must not defer"
+        return
+    assert deferred == [True] and report.written
+    assert sorted(report.import_ready) == sorted(modules)
+    for rel in modules:
+        assert b"VALUE = 'new'" in (target / rel).read_bytes()
+        assert bytecode_mode(target, rel) == "timestamp", rel
+    assert not [p for p in target.rglob("*") if ".kolla-entry-" in p.name]
 
 
 def _commit_through(root: Path, journal: Path, changes: list, code: Dict[str, bytes], fs: object) -> None:

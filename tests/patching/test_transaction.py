@@ -283,6 +283,31 @@ class TestRollback:
         assert read_tree(root) == before
 
 
+    @pytest.mark.parametrize("with_journal", [False, True], ids=["no-journal", "journal"])
+    def test_a_failing_ready_hook_rolls_back_everything_staged_and_passes_through(
+            self, tmp_path: Path, with_journal: bool) -> None:
+        """Issue #13: the compile verdict comes through ``ready``, after staging and before the swap."""
+        root = _old_root(tmp_path)
+        before = read_tree(root)
+        journal = tmp_path / "state" / "journal.json" if with_journal else None
+        seen: List[str] = []
+
+        class Verdict(Exception):
+            pass
+
+        def ready() -> None:
+            seen.extend(p.name for p in root.rglob("*") if ".kolla-entry-" in p.name)
+            raise Verdict()
+
+        with pytest.raises(Verdict):
+            commit(root, CHANGES, journal=journal, ready=ready)
+        assert seen, "ready ran before anything was staged"
+        assert read_tree(root) == before
+        assert journal is None or not journal.exists()
+        commit(root, CHANGES, journal=journal, ready=lambda: None)
+        assert read_tree(root) == _new_tree()
+
+
 def _commit_new(root: Path, journal: Path, fs: FileSystem) -> None:
     commit(root, CHANGES, fs=fs, journal=journal)
 
