@@ -73,6 +73,11 @@ class Compilation:
     The compile of a set of modules, finished or still running in forked workers (see :func:`start`).
 
     Use as a context manager: leaving it stops the workers, whatever their state.
+
+    Args:
+        found: the marshalled code taken so far; None for a finished compile that failed.
+        results: what the workers send, still to take (None once all is taken, or with no workers).
+        pool: the workers' pool, terminated on :meth:`close`.
     """
 
     def __init__(self, found: Optional[Marshalled], results: Optional[Iterator[_Result]] = None,

@@ -63,7 +63,7 @@ class SeriesPlan:
     check made it (issue #13: the commit writes it as bytecode); empty for a dry run. A deferred
     plan (``plan_series(defer=True)``) may still be compiling: then ``compilation`` runs, each
     ``code`` value waits for its module, and the reports hold only if :meth:`confirm` returns.
-    Close the plan (or use it as a context manager) to stop the workers.
+    Close the plan to stop the workers.
     """
 
     reports: Tuple[PatchReport, ...]
@@ -85,12 +85,6 @@ class SeriesPlan:
         """Stop the compile workers, if any still run."""
         if self.compilation is not None:
             self.compilation.close()
-
-    def __enter__(self) -> SeriesPlan:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def plan_series(

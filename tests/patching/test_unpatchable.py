@@ -67,3 +67,37 @@ def test_a_malformed_declaration_is_an_environment_problem_naming_it(tmp_path: P
     with pytest.raises(EnvironmentProblem, match="unpatchable files") as caught:
         load(target)
     assert DECLARATION_NAME in str(caught.value)
+
+
+@pytest.mark.parametrize("on_conflict", ["fail", "skip"])
+def test_with_the_compile_check_in_workers_a_refused_patch_and_a_broken_one_are_both_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_conflict: str) -> None:
+    """
+    An apply plans while its workers still compile (issue #13); when a patch is refused, the reports of
+    the others must still say which one does not compile, so that case waits for the verdict.
+    """
+    from kolla_entry.patching import compilecheck
+
+    monkeypatch.setattr(compilecheck, "_usable_cpus", lambda: 2)
+    big = "".join(f"def f{i}(x):\n    return x + {i}\n\n" for i in range(12000)).encode()
+    image = {**IMAGE, **{f"app/m{i}.py": big + b"V = 1\n" for i in range(3)}}
+    assert 3 * len(big) > compilecheck.PARALLEL_BYTES  # so the check runs in workers
+    target = make_tree(tmp_path / "site-packages", {**image, DECLARATION_NAME: _declared()})
+    fixes = {"app/static/app.js": b"new();\n", "app/m0.py": big + b"V = 2\n", "app/m1.py": big + b"V = (2\n",
+             "app/m2.py": big + b"V = 3\n"}
+    patches = {f"000{n}.patch": git_diff(tmp_path / f"git{n}", image, {**image, rel: new})
+               for n, (rel, new) in enumerate(fixes.items())}
+    configmap_dir(tmp_path, "app-patches", patches)
+    before = read_tree(target)
+    report = apply_patches(PatchRequest(target=target, patterns=(f"{tmp_path}/app-patches/*.patch",),
+                                        on_conflict=on_conflict))
+    statuses = [p.status for p in report.patches]
+    assert statuses[0] == "conflict" and WHY in report.patches[0].reason
+    assert statuses[2] == "conflict" and "would not compile" in report.patches[2].reason
+    if on_conflict == "fail":
+        assert statuses == ["conflict", "applicable", "conflict", "applicable"]
+        assert read_tree(target) == before
+        return
+    assert statuses == ["conflict", "applied", "conflict", "applied"]
+    assert sorted(report.import_ready) == ["app/m0.py", "app/m2.py"]
+    assert (target / "app/m2.py").read_bytes().endswith(b"V = 3\n")
