@@ -56,6 +56,11 @@ def _compile(rel: str, content: bytes, *, keep: bool) -> Tuple[Optional[bytes], 
         msg = getattr(err, "msg", str(err))
         return None, PatchConflict(f"the patched file would not compile{where}: {msg}; nothing was written",
                                    file=rel)
+    except (RecursionError, MemoryError) as err:
+        # CPython's compiler gives up on deeply nested code this way (the parser's stack overflow is a
+        # MemoryError); the service's own import would fail the same.
+        return None, PatchConflict(f"the patched file would not compile: too deeply nested for the compiler "
+                                   f"({type(err).__name__}); nothing was written", file=rel)
     return (marshal.dumps(code) if keep else None), None
 
 

@@ -22,6 +22,28 @@ def test_compile_error_names_the_line() -> None:
     assert compilecheck.compile_error("a.py", b"x = '\0'\n") is not None  # NUL: ValueError
 
 
+@pytest.mark.parametrize("nested", [b"x = " + b"1+" * 100000 + b"1\n", b"x = " + b"-" * 100000 + b"1\n"],
+                         ids=["RecursionError", "MemoryError"])
+def test_code_too_deep_for_the_compiler_is_a_conflict_here_and_in_workers(nested: bytes) -> None:
+    """CPython gives up on such code with RecursionError or MemoryError: a one-line conflict, not a crash."""
+    error = compilecheck.compile_error("deep.py", nested)
+    assert error is not None and error.file == "deep.py" and "too deeply nested" in error.message
+    big = [(f"m{i}.py", _module(9000)) for i in range(4)]
+    assert not compilecheck.all_compile([*big, ("deep.py", nested)])
+
+
+def test_a_patch_leaving_code_too_deep_to_compile_is_named_and_nothing_is_written(tmp_path: Path) -> None:
+    target = make_tree(tmp_path / "site-packages", {"pkg/__init__.py": b"", "pkg/consts.py": b"x = 1\n"})
+    deep = b"x = " + b"1+" * 100000 + b"1\n"
+    configmap_dir(tmp_path, "pkg-patches", {"0001-deep.patch": git_diff(tmp_path / "s", {"pkg/consts.py": b"x = 1\n"},
+                                                                       {"pkg/consts.py": deep})})
+    before = read_tree(target)
+    report = apply_patches(PatchRequest(target=target, patterns=(f"{tmp_path}/pkg-patches/*.patch",)))
+    assert report.patches[0].status == "conflict" and report.patches[0].file == "pkg/consts.py"
+    assert "too deeply nested" in report.patches[0].reason
+    assert read_tree(target) == before
+
+
 def test_large_sets_are_checked_in_workers_and_a_failure_is_found() -> None:
     big = [(f"m{i}.py", _module(9000)) for i in range(4)]  # > PARALLEL_BYTES together
     assert sum(len(c) for _, c in big) > compilecheck.PARALLEL_BYTES
