@@ -3,7 +3,8 @@ The patch engine: ``discover -> parse -> plan (relevance, match, reverse, view) 
 (bytecode) -> transaction (confine, journal) -> report / state``.
 
 The compile check's code becomes each patched module's ``.pyc`` (issue #13), committed in the same
-transaction as the source.
+transaction as the source. An apply does not wait for the check's workers: the transaction stages
+while they compile and takes their verdict before its swap.
 
 Everything before the transaction only reads, so :func:`check_patches` is "plan, then report";
 :func:`apply_patches` commits the plan all or nothing. The entry points are loaded lazily: a pod start
