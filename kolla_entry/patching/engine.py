@@ -167,7 +167,7 @@ def _series(request: PatchRequest, report: SeriesReport, sources: List[PatchSour
             return replace(report, patches=series.reports), None
         try:
             outcome = _commit(request, series, journal)
-            series.confirm()  # a commit refused before its swap did not wait for the verdict
+            series.confirm()  # a commit refused before its swap, or nothing to write, did not wait for it
         except NotCompiled:
             # A module does not compile and the commit rolled back: plan again checking each patch
             # as it comes, which names that patch (and, with skip, commits the others).

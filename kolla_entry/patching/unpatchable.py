@@ -84,15 +84,12 @@ def plan_with_rules(inputs: Sequence[PatchInput], target: Path, rule: Rule, *, s
             refused[patch_report.patch] = checked
     if not refused:
         return plan
-    if plan.compilation is not None:
-        # The reports below must hold whether or not the workers find a module that does not compile:
-        # this rare case plans again without overlapping the compile.
-        plan.close()
-        return plan_with_rules(inputs, target, rule, strip=strip, fuzz=fuzz, on_conflict=on_conflict,
-                               dry_run=dry_run)
     if on_conflict == "fail":
         reports = tuple(refused.get(r.patch, _as_applicable(r)) for r in plan.reports)
-        return SeriesPlan(reports, ())
+        # A deferred plan's compile still runs: its verdict decides whether these reports hold (the
+        # engine confirms it before reporting, as for any deferred plan).
+        return SeriesPlan(reports, (), compilation=plan.compilation)
+    plan.close()
     kept = run([item for item in inputs if item.name not in refused])
     by_name = {r.patch: r for r in kept.reports}
     return replace(kept, reports=tuple(refused.get(item.name) or by_name[item.name] for item in inputs))
