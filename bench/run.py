@@ -146,10 +146,14 @@ def startup(work: wl.Workloads, bin_dir: Path, runs: int) -> Optional[Dict[str, 
 
 # --------------------------------------------------------------------------------------------- patching
 
+def patched_modules(work: wl.Workloads) -> List[str]:
+    """The changed modules the patches leave in place (relative paths; nova 31.3.1 has each)."""
+    return [rel for rel in patched_paths(work.patches) if rel.endswith(".py") and (work.new_tree / rel).exists()]
+
+
 def largest_patched_module(work: wl.Workloads) -> Path:
     """The biggest patched module as the patches leave it (nova 31.3.1's copy)."""
-    paths = [work.new_tree / rel for rel in patched_paths(work.patches) if (work.new_tree / rel).exists()]
-    return max(paths, key=lambda path: path.stat().st_size)
+    return max((work.new_tree / rel for rel in patched_modules(work)), key=lambda path: path.stat().st_size)
 
 
 def compile_alone_case(work: wl.Workloads, bin_dir: Path) -> Case:
@@ -161,8 +165,7 @@ def compile_alone_case(work: wl.Workloads, bin_dir: Path) -> Case:
 
 def compile_floor_case(work: wl.Workloads, bin_dir: Path) -> Case:
     """The patched modules compiled on every CPU, as kolla-entry's check does, and nothing else."""
-    modules = [str(work.new_tree / rel) for rel in patched_paths(work.patches)
-               if rel.endswith(".py") and (work.new_tree / rel).exists()]
+    modules = [str(work.new_tree / rel) for rel in patched_modules(work)]
     return Case(FLOOR, [str(bin_dir / "python"), str(Path(__file__).resolve().parent / "compile_floor.py"), *modules],
                 env=clean_env())
 
@@ -237,8 +240,7 @@ def verify_patching(cases: Sequence[Case], work: wl.Workloads) -> Tuple[Dict[str
         case.prepare()
         run_once(case)
         differ[case.name] = differing_files(RUN_DIR / "site-packages", work.new_tree, paths)
-        ready[case.name] = sum(usable_bytecode(RUN_DIR / "site-packages", rel) for rel in paths
-                               if rel.endswith(".py") and (work.new_tree / rel).exists())
+        ready[case.name] = sum(usable_bytecode(RUN_DIR / "site-packages", rel) for rel in patched_modules(work))
     return differ, ready
 
 
@@ -406,7 +408,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     note(f"patching ... ({time.monotonic() - began:.0f} s)")
     cases = patch_cases(work, bin_dir)
     verified, ready = verify_patching(cases, work)
-    modules = sum(1 for rel in patched_paths(work.patches) if rel.endswith(".py") and (work.new_tree / rel).exists())
+    modules = len(patched_modules(work))
     patch_samples = measure(cases, args.runs, progress=lambda n: note(f"  patching {n}"))
     note(f"scaling ... ({time.monotonic() - began:.0f} s)")
     one = check_case("1x", bin_dir, f"{work.patches}/*.patch", work.target)
